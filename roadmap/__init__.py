@@ -5,13 +5,12 @@
     design = design_at("convnext_tiny", without=["layer_norm"])
 """
 
+from roadmap import timm_models as _timm_models  # noqa: E402
+from roadmap.complexity import count as complexity  # noqa: E402  (after steps, which it does not need)
 from roadmap.design import Design, Network, Recipe
 from roadmap.errors import RoadmapError
-from steps import ROADMAP, STEPS, design_at, design_for, get_step, low_resolution, scaled
-
-from roadmap.complexity import count as complexity  # noqa: E402  (after steps, which it does not need)
 from roadmap.model import RoadmapNet, build_model  # noqa: E402
-from roadmap import timm_models as _timm_models  # noqa: E402
+from steps import ROADMAP, STEPS, design_at, design_for, get_step, low_resolution, scaled
 
 _timm_models.register()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from roadmap.design import Network, Norm, Site, SpatialPosition, Stem
+from roadmap.errors import RoadmapError
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ def count(net: Network, img_size: int = 224, num_classes: int = 1000, in_chans: 
                  norm_after: bool = False) -> None:
         nonlocal h
         h = _out(h, k, stride, pad)
+        if h < 1:
+            raise RoadmapError(f"{img_size} px images are too small for this network: the feature map vanishes at "
+                               f"{stage} ({name}); use larger images or a smaller stem stride")
         bias = 0 if (norm_after and batch_norm) else c_out
         weights = c_out * (c_in // groups) * k * k
         layers.append(Layer(stage, name, weights + bias, weights * h * h, (c_out, h, h)))

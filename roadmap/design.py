@@ -138,7 +138,9 @@ class Network:
     # -- head
     head_norm: bool = _doc("a norm after global average pooling, before the classifier (paper 2.6)", False)
     head_init_scale: float = _doc("multiplier on the classifier's initial weights and bias (fine-tuning: 0.001)", 1.0)
-    init: Init = _doc("weight initialization: 'kaiming' (torchvision ResNet) or 'trunc_normal' (ConvNeXt)", Init.KAIMING)
+    init: Init = _doc(
+        "weight initialization: 'kaiming' (torchvision ResNet) or 'trunc_normal' (ConvNeXt)", Init.KAIMING
+    )
     # -- size adaptations (package steps.adapt); the paper's models all have 1.0
     width_mult: float = _doc("multiplier on every width, rounded to a multiple of 8 (for CPU work and teaching)", 1.0)
     depth_mult: float = _doc("multiplier on every stage depth, at least one block a stage", 1.0)
@@ -382,7 +384,7 @@ def resolve(net: Network) -> Resolved:
     first = net.spatial_position is SpatialPosition.FIRST
     separate = net.downsample is Downsample.SEPARATE
     stages, d_in = [], stem
-    for i, (depth, d_out) in enumerate(zip(depths, widths)):
+    for i, (depth, d_out) in enumerate(zip(depths, widths, strict=True)):
         down = (d_in, d_out) if separate and i > 0 else None
         if down:
             d_in = d_out

@@ -1,0 +1,182 @@
+"""Tables that describe steps and designs: what `roadmap steps|show|diff|flops` print.
+
+Each function returns a pandas DataFrame; `render` turns one into text in the format the user asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pandas as pd
+
+from roadmap.complexity import count
+from roadmap.design import Design, Network, SpatialPosition, to_dict
+from roadmap.errors import RoadmapError, unknown
+from steps import ROADMAP, canonical, design_for, get_step, parse_spec
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+def render(df: pd.DataFrame, fmt: str) -> str:
+    """`df` as an aligned text table, GitHub Markdown, CSV or a JSON list of objects."""
+    if fmt == "table":
+        return df.to_string(index=False)
+    if fmt == "markdown":
+        return df.to_markdown(index=False)
+    if fmt == "csv":
+        return df.to_csv(index=False).rstrip("\n")
+    if fmt == "json":
+        return json.dumps(df.to_dict(orient="records"), indent=2)
+    raise unknown("format", fmt, FORMATS)
+
+
+def steps_table() -> pd.DataFrame:
+    """The ordered roadmap: step, section, what changes, the paper's top-1 and GFLOPs."""
+    rows = []
+    for i, s in enumerate(ROADMAP):
+        rows.append({
+            "#": i,
+            "step": s.name if not s.is_branch else f"  {s.name} (branch)",
+            "section": str(s.section),
+            "what changes": s.summary,
+            "paper_top1": s.paper_top1,
+            "paper_gflops": s.paper_gflops,
+        })
+    return pd.DataFrame(rows)
+
+
+def flops_table(img_size: int = 224, num_classes: int = 1000, **net_changes) -> pd.DataFrame:
+    """Every step's parameters and GFLOPs (paper convention) beside the paper's GFLOPs."""
+    rows = []
+    for s in ROADMAP:
+        net = design_for(s.name).net
+        if net_changes:
+            net = dataclasses.replace(net, **net_changes)
+        c = count(net, img_size, num_classes)
+        rows.append({
+            "step": s.name,
+            "branch": s.is_branch,
+            "params": c.params,
+            "gflops": round(c.gflops, 3),
+            "paper_gflops": s.paper_gflops,
+            "matches_paper": round(c.gflops, 2) == s.paper_gflops,
+            "note": s.footnote,
+        })
+    return pd.DataFrame(rows)
+
+
+def _block_layout(net: Network, shape) -> str:
+    k = net.kernel_size
+    c = shape.spatial_channels
+    if net.group_width is None:
+        kind = ""
+    elif net.group_width == 1:
+        kind = " dw"
+    else:
+        kind = f" g{c // net.group_width}"
+    spatial = f"{k}x{k}{kind} {c}"
+    pw1, pw2 = f"1x1 {shape.mid}", f"1x1 {shape.d_out}"
+    parts = [spatial, pw1, pw2] if net.spatial_position is SpatialPosition.FIRST else [pw1, spatial, pw2]
+    return ", ".join(parts)
+
+
+def stage_table(spec: str | Design, img_size: int = 224, num_classes: int = 1000) -> pd.DataFrame:
+    """Per-stage rows, the way a paper's architecture table reads: layout, output shape, params, GFLOPs."""
+    design = design_for(spec) if isinstance(spec, str) else spec
+    net = design.net
+    c = count(net, img_size, num_classes)
+    shapes = net.resolved()
+    layouts = {"stem": _stem_layout(net, shapes.stem_width), "head": _head_layout(net, num_classes)}
+    for i, st in enumerate(shapes.stages, start=1):
+        text = f"[{_block_layout(net, st.blocks[-1])}] x{len(st.blocks)}"
+        if st.blocks[0].stride > 1:
+            text += ", stride 2 in the first"
+        if st.downsample:
+            text = f"down 2x2/2 {st.downsample[1]}; " + text
+        layouts[f"stage{i}"] = text
+    rows = []
+    for row in c.by_stage():
+        ch, h, w = row["out_shape"]
+        rows.append({
+            "stage": row["stage"],
+            "layout": layouts.get(row["stage"], ""),
+            "output": f"{ch}x{h}x{w}" if row["stage"] != "head" else f"{ch}",
+            "params": row["params"],
+            "gflops": round(row["gflops"], 3),
+        })
+    rows.append({"stage": "total", "layout": "", "output": "", "params": c.params, "gflops": round(c.gflops, 3)})
+    return pd.DataFrame(rows)
+
+
+def _stem_layout(net: Network, width: int) -> str:
+    s = net.stem_stride
+    if net.stem == "patchify":
+        return f"{s}x{s}/{s} conv {width} (patchify)"
+    conv = f"7x7/2 conv {width}" if s >= 2 else f"3x3 conv {width}"
+    return conv + (", 3x3/2 max-pool" if s == 4 else "")
+
+
+def _head_layout(net: Network, num_classes: int) -> str:
+    return "global avg-pool" + (", norm" if net.head_norm else "") + f", fc {num_classes}"
+
+
+def fields_table(design: Design) -> pd.DataFrame:
+    """Every field of the design's network and recipe with its value and documentation."""
+    rows = []
+    for part in ("net", "recipe"):
+        obj = getattr(design, part)
+        values = to_dict(obj)
+        for f in dataclasses.fields(obj):
+            doc = f.metadata.get("doc", "")
+            rows.append({"field": f"{part}.{f.name}", "value": _fmt(values[f.name]), "doc": doc})
+    return pd.DataFrame(rows)
+
+
+def diff_table(a: str, b: str, img_size: int = 224) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(changed fields, complexity delta) between two step specs."""
+    da, db = design_for(a), design_for(b)
+    va, vb = _flat(da), _flat(db)
+    changed = [{"field": k, a: _fmt(va[k]), b: _fmt(vb[k])} for k in va if va[k] != vb[k]]
+    ca, cb = count(da.net, img_size), count(db.net, img_size)
+    delta = pd.DataFrame([
+        {"": "params", a: f"{ca.params:,}", b: f"{cb.params:,}", "delta": f"{cb.params - ca.params:+,}"},
+        {"": f"GFLOPs@{img_size}", a: f"{ca.gflops:.3f}", b: f"{cb.gflops:.3f}",
+         "delta": f"{cb.gflops - ca.gflops:+.3f}"},
+    ])
+    return pd.DataFrame(changed, columns=["field", a, b]), delta
+
+
+def _flat(design: Design) -> dict:
+    d = to_dict(design)
+    return {f"{part}.{k}": v for part in ("net", "recipe") for k, v in d[part].items()}
+
+
+def _fmt(value) -> str:
+    if isinstance(value, list):
+        return "(" + ", ".join(str(v) for v in value) + ")"
+    return "null" if value is None else str(value)
+
+
+def step_header(spec: str) -> str:
+    """A paragraph on what a spec is: its step's section, what changes, why, the paper's numbers, its path."""
+    path = parse_spec(spec)
+    s = get_step(spec.strip().split("-")[0].split("+")[0])
+    branch = f" (a branch from {s.branch_of})" if s.is_branch else ""
+    lines = [
+        f"{s.name}{branch} - paper section {s.section}",
+        f"  what changes: {s.summary}",
+        f"  why: {s.rationale}",
+        f"  paper: top-1 {s.paper_top1:.2f}, {s.paper_gflops:.2f} GFLOPs",
+    ]
+    if s.footnote:
+        lines.append(f"  note: {s.footnote}")
+    if canonical(spec) != s.name:
+        lines.append(f"  composed as {canonical(spec)}: " + " -> ".join(p.name for p in path))
+    return "\n".join(lines)
+
+
+def check_img_size(img_size: int) -> int:
+    if img_size < 1:
+        raise RoadmapError(f"--img-size must be a positive number of pixels, got {img_size}")
+    return img_size
