@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from roadmap.errors import RoadmapError
 
@@ -103,6 +103,118 @@ def cmd_flops(args: argparse.Namespace) -> None:
             print(f"* {row['step']}: {row['note']}")
 
 
+# -------------------------------------------------------------------------------- training and results
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from runner.run import RunOptions, command_line, run
+
+    steps = [x for x in args.steps.split(",") if x.strip()] if args.steps else None
+    if args.steps is not None and not steps:
+        raise RoadmapError("--steps needs at least one step, e.g. --steps resnet50,convnext_tiny")
+    if args.upto and steps:
+        raise RoadmapError("use --upto or --steps, not both")
+    opts = RunOptions(
+        dataset=args.dataset, upto=args.upto, steps=steps, data_dir=args.data_dir, epochs=args.epochs,
+        batch_size=args.batch_size, img_size=args.img_size, seeds=args.seeds, device=args.device, out=args.out,
+        preset=args.preset, sets=args.set, branches=not args.no_branches, dry_run=args.dry_run,
+        same_epochs=args.same_epochs, train_batches=args.train_batches, val_batches=args.val_batches,
+        workers=args.workers, compile=args.compile, progress=False if args.quiet else None,
+        report=not args.no_report, command=command_line(sys.argv[1:] if args.argv is None else args.argv),
+    )
+    run(opts)
+
+
+def cmd_results(args: argparse.Namespace) -> None:
+    from reports import results_table
+
+    print(results_table(args.dir, args.format))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from reports import build_report
+
+    print(build_report(args.dir, classes_step=args.classes))
+
+
+def _add_run(sub) -> None:
+    from runner.budget import PRESETS
+
+    p = sub.add_parser(
+        "run", help="train the roadmap (every step up to --upto) and write the report", epilog=EPILOG,
+        description="Train every model of the roadmap up to a step, one after another. Finished runs are reused, "
+        "unfinished ones resume: run the same command again after an interruption.",
+    )
+    p.add_argument("--upto", metavar="STEP", help="train the roadmap up to this step (default: all of it)")
+    p.add_argument("--steps", metavar="A,B,...", help="train exactly these specs, e.g. convnext_tiny-layer_norm")
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="imagenette[-320|-full], imagewoof[...], cifar10, cifar100, tiny-imagenet, fashion-mnist, "
+                   "folder:PATH, synthetic[:classes=10,size=32,...] (default: fashion-mnist)")
+    p.add_argument("--data-dir", metavar="PATH", help="where the dataset is (or goes); default: the cache")
+    p.add_argument("--preset", default="quick", choices=list(PRESETS),
+                   help="; ".join(f"{k}: {v.note}" for k, v in PRESETS.items()) + " (default: quick)")
+    p.add_argument("--epochs", type=positive_int, help="modern-recipe epochs (the original recipe keeps 90:300)")
+    p.add_argument("--same-epochs", action="store_true", help="give the original recipe the same epochs too")
+    p.add_argument("--batch-size", type=positive_int, help="global batch; the lr scales linearly with it")
+    p.add_argument("--img-size", type=positive_int, help="training resolution (default: the dataset's)")
+    p.add_argument("--seeds", type=positive_int, default=1, help="train each step with seeds 0..N-1 (default: 1)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:INDEX (default: auto)")
+    p.add_argument("--out", metavar="DIR", help="result directory (default: runs/<dataset>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a design or recipe field for every step, e.g. --set drop_path_rate=0 "
+                   "--set recipe.lr=0.002 (see `roadmap show STEP` for the fields)")
+    p.add_argument("--no-branches", action="store_true", help="skip the kernel 5/9/11 branches")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (params, GFLOPs, cost, status) and stop")
+    p.add_argument("--train-batches", type=int, metavar="N", help="at most N training batches per epoch (0 = all)")
+    p.add_argument("--val-batches", type=int, metavar="N", help="at most N validation batches (0 = all)")
+    p.add_argument("--workers", type=int, metavar="N", help="data-loading processes (default: 8 on CUDA, 0 on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch instead)")
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.set_defaults(func=cmd_run, argv=None)
+
+    p = sub.add_parser("results", help="the table of a result directory")
+    p.add_argument("dir", help="a result directory (the --out of `roadmap run`)")
+    _add_format(p)
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("report", help="write report.md and figures into a result directory")
+    p.add_argument("dir", help="a result directory (the --out of `roadmap run`)")
+    p.add_argument("--classes", metavar="STEP", help="add per-class precision/recall/F1 for this step")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from roadmap.describe import render
+    from runner.bench import bench
+    from runner.run import resolve_device, select_steps
+
+    dev = resolve_device(args.device)
+    specs = [x for x in args.steps.split(",") if x.strip()] if args.steps else select_steps(None, None, True)
+    specs = select_steps(None, specs, True)
+    print(f"benchmark on {dev}: {args.img_size} px, batch {args.batch_size}, {args.iters} iterations x "
+          f"{args.rounds} interleaved rounds (median); reference models measured in the same process", flush=True)
+    df = bench(specs, args.img_size, args.batch_size, dev, iters=args.iters, rounds=args.rounds,
+               references=not args.no_references, log=lambda m: print(m, file=sys.stderr))
+    print(render(df, args.format))
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="training/eval images/s per step, beside torchvision/timm references",
+                       description="A benchmark, not a test: images/s of each step's model (training: forward, "
+                       "backward, SGD step; eval: forward), with torchvision resnet50 and timm convnext_tiny measured "
+                       "in the same process, interleaved, so the ratio ours/reference is trustworthy.")
+    p.add_argument("--steps", metavar="A,B,...", help="steps to measure (default: all)")
+    p.add_argument("--img-size", type=positive_int, default=224, help="input size (default: 224)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="batch (default: 32)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:INDEX (default: auto)")
+    p.add_argument("--iters", type=positive_int, default=5, help="timed iterations per round (default: 5)")
+    p.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds (default: 3)")
+    p.add_argument("--no-references", action="store_true", help="skip the torchvision/timm reference models")
+    _add_format(p)
+    p.set_defaults(func=cmd_bench)
+
+
 # -------------------------------------------------------------------------------- the parser
 
 
@@ -135,17 +247,16 @@ def build_parser() -> Parser:
     _add_format(p)
     p.set_defaults(func=cmd_flops)
 
-    for register in _LATER:
-        register(sub)
+    _add_run(sub)
+    _add_bench(sub)
     return parser
-
-
-_LATER: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "argv"):
+        args.argv = list(argv) if argv is not None else None
     try:
         args.func(args)
     except RoadmapError as e:

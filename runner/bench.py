@@ -1,0 +1,125 @@
+"""`roadmap bench`: training and evaluation throughput of each step, beside the reference implementations.
+
+The references (torchvision's `resnet50`, timm's `convnext_tiny`) are measured in the same process,
+interleaved with our models round by round, so the ratio ours/reference holds on a noisy machine even
+when absolute numbers drift. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from roadmap.complexity import count
+from roadmap.model import build_model
+from steps import canonical, design_for
+
+# Our step -> the reference implementation of the same network
+REFERENCES: dict[str, tuple[str, Callable[[], nn.Module]]] = {
+    "resnet50": ("torchvision resnet50", lambda: __import__("torchvision").models.resnet50()),
+    "separate_downsampling": ("timm convnext_tiny", lambda: __import__("timm").create_model("convnext_tiny")),
+}
+
+# Dense bf16 peak TFLOP/s of known accelerators (vendor datasheets), for model FLOP utilization
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+@dataclass
+class Entry:
+    name: str
+    model: nn.Module
+    gflops: float  # forward, per image, at the benchmark's size (paper convention: MACs)
+    train: list[float]  # images/s per round
+    eval: list[float]
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _time(fn: Callable[[], None], iters: int, dev: torch.device) -> float:
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync(dev)
+    return time.perf_counter() - t0
+
+
+def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters: int = 5, warmup: int = 2,
+          rounds: int = 3, references: bool = True, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Images/s for training (forward, backward, SGD step) and evaluation, per model, median over rounds."""
+    cuda = dev.type == "cuda"
+    entries: list[Entry] = []
+    for spec in specs:
+        name = canonical(spec)
+        net = design_for(name).net
+        entries.append(Entry(name, build_model(net), count(net, img_size).gflops, [], []))
+        if references and name in REFERENCES:
+            label, make = REFERENCES[name]
+            entries.append(Entry(label, make(), count(net, img_size).gflops, [], []))
+    x = torch.randn(batch, 3, img_size, img_size, device=dev)
+    y = torch.randint(0, 1000, (batch,), device=dev)
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    memory: dict[str, float] = {}
+
+    def steps_for(e: Entry):
+        model = e.model.to(dev)
+        if cuda:
+            model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def train_step() -> None:
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        @torch.no_grad()
+        def eval_step() -> None:
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+                model(x)
+
+        return model, train_step, eval_step
+
+    for r in range(rounds):
+        for e in entries:
+            model, train_step, eval_step = steps_for(e)
+            model.train()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(dev)
+            _time(train_step, warmup if r == 0 else 1, dev)
+            e.train.append(batch * iters / _time(train_step, iters, dev))
+            if cuda:
+                memory[e.name] = torch.cuda.max_memory_allocated(dev) / 2**30
+            model.eval()
+            _time(eval_step, 1, dev)
+            e.eval.append(batch * iters / _time(eval_step, iters, dev))
+            e.model = model.cpu() if cuda and len(entries) > 4 else model
+        log(f"round {r + 1}/{rounds} done")
+
+    peak = next((v for k, v in PEAK_TFLOPS.items() if cuda and k in torch.cuda.get_device_name(dev)), None)
+    rows, by_name = [], {e.name: e for e in entries}
+    for e in entries:
+        train, evaluation = statistics.median(e.train), statistics.median(e.eval)
+        row = {"model": e.name, "GFLOPs": round(e.gflops, 3), "train img/s": round(train, 1),
+               "eval img/s": round(evaluation, 1)}
+        ref = REFERENCES.get(e.name)
+        if ref and ref[0] in by_name:
+            row["train vs ref"] = round(train / statistics.median(by_name[ref[0]].train), 3)
+            row["eval vs ref"] = round(evaluation / statistics.median(by_name[ref[0]].eval), 3)
+        if cuda:
+            row["GPU GiB"] = round(memory.get(e.name, 0.0), 2)
+            if peak:  # training ~ 3x forward FLOPs; a MAC is 2 FLOPs
+                row["MFU %"] = round(100 * train * 3 * 2 * e.gflops * 1e9 / (peak * 1e12), 1)
+        rows.append(row)
+    return pd.DataFrame(rows)

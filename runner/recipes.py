@@ -1,0 +1,127 @@
+"""A `Recipe` turned into training machinery, all of it from timm and torch (nothing hand-written):
+transforms, optimizer, learning-rate schedule, mixup/cutmix, loss and EMA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from timm.data import Mixup, create_transform
+from timm.loss import SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler, StepLRScheduler
+from timm.scheduler.scheduler import Scheduler
+from torch import nn
+
+from roadmap.design import Optimizer, Recipe, Schedule
+
+WARMUP_LR_INIT = 1e-6
+
+
+def train_transform(recipe: Recipe, img_size: int):
+    """Random-resized-crop + flip, plus RandAugment and random erasing when the recipe has them.
+
+    Color jitter is off: the original recipe has none, and timm turns it off under RandAugment anyway.
+    """
+    return create_transform(
+        img_size,
+        is_training=True,
+        scale=(0.08, 1.0),
+        hflip=0.5,
+        color_jitter=None,
+        auto_augment=recipe.rand_augment,
+        interpolation=recipe.train_interpolation,
+        re_prob=recipe.random_erasing,
+        re_mode="pixel",
+        re_count=1,
+    )
+
+
+def eval_transform(recipe: Recipe, img_size: int):
+    """Resize to img_size / crop_pct, center-crop img_size. No augmentation (no random erasing at test time)."""
+    return create_transform(
+        img_size, is_training=False, crop_pct=recipe.eval_crop_pct, interpolation=recipe.eval_interpolation
+    )
+
+
+def optimizer(recipe: Recipe, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """SGD with momentum (no Nesterov) or AdamW; weight decay skips 1-D parameters unless `decay_1d`."""
+    fused = {"fused": True} if any(p.is_cuda for p in model.parameters()) else {}
+    if recipe.optimizer is Optimizer.SGD:
+        return create_optimizer_v2(
+            model,
+            "momentum",
+            lr=lr,
+            weight_decay=recipe.weight_decay,
+            momentum=recipe.momentum,
+            filter_bias_and_bn=not recipe.decay_1d,
+        )
+    return create_optimizer_v2(
+        model,
+        "adamw",
+        lr=lr,
+        weight_decay=recipe.weight_decay,
+        betas=(recipe.momentum, recipe.beta2),
+        filter_bias_and_bn=not recipe.decay_1d,
+        **fused,
+    )
+
+
+def scheduler(recipe: Recipe, opt: torch.optim.Optimizer, steps_per_epoch: int) -> Scheduler:
+    """Per-iteration schedule: linear warmup then cosine to `min_lr`, or the original step decay."""
+    total = recipe.epochs * steps_per_epoch
+    warmup = round(recipe.warmup_epochs * steps_per_epoch)
+    if recipe.schedule is Schedule.COSINE:
+        return CosineLRScheduler(
+            opt,
+            t_initial=total,
+            lr_min=recipe.min_lr,
+            warmup_t=warmup,
+            warmup_lr_init=WARMUP_LR_INIT,
+            warmup_prefix=True,
+            t_in_epochs=False,
+        )
+    return StepLRScheduler(
+        opt,
+        decay_t=recipe.step_every * steps_per_epoch,
+        decay_rate=recipe.step_gamma,
+        warmup_t=warmup,
+        warmup_lr_init=WARMUP_LR_INIT,
+        t_in_epochs=False,
+    )
+
+
+@dataclass
+class Targets:
+    """Mixup/cutmix (when the recipe has them) and the loss that fits the resulting targets."""
+
+    mixup: Mixup | None
+    loss: nn.Module
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mixup(x, y) if self.mixup is not None else (x, y)
+
+
+def targets(recipe: Recipe, num_classes: int) -> Targets:
+    if recipe.mixup > 0 or recipe.cutmix > 0:
+        mix = Mixup(
+            mixup_alpha=recipe.mixup,
+            cutmix_alpha=recipe.cutmix,
+            prob=1.0,
+            switch_prob=0.5,
+            mode="batch",
+            label_smoothing=recipe.label_smoothing,
+            num_classes=num_classes,
+        )
+        return Targets(mix, SoftTargetCrossEntropy())
+    return Targets(None, nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing))
+
+
+def ema(recipe: Recipe, model: nn.Module):
+    """timm's ModelEmaV3 when the recipe asks for EMA (the roadmap's runs do not: paper, Section 2.1)."""
+    if not recipe.ema:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=recipe.ema_decay)

@@ -1,0 +1,373 @@
+"""`roadmap run`: plan the runs (steps x seeds), skip what is done, train the rest, write the report.
+
+The plan is a list of runs, each keyed by what produced it (see runner.store.run_id). Finished runs are
+reused, unfinished ones resume from their last checkpoint, and runs another process holds are skipped
+(that process finishes them; run the command again to collect them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from roadmap.complexity import count
+from roadmap.design import Design, Network, Recipe, parse_value
+from roadmap.errors import RoadmapError
+from runner.budget import Budget, apply_budget, get_preset, make_budget, stem_stride_for
+from runner.store import RunDir, atomic_write_json, ensure_writable, read_json, run_id
+from steps import MAIN_PATH, ROADMAP, canonical, compose, get_step, low_resolution, parse_spec, scaled
+
+
+@dataclass
+class RunOptions:
+    """What the user asked for (the flags of `roadmap run`)."""
+
+    dataset: str = "fashion-mnist"
+    upto: str | None = None
+    steps: list[str] | None = None
+    data_dir: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    img_size: int | None = None
+    seeds: int = 1
+    device: str = "auto"
+    out: str | None = None
+    preset: str = "quick"
+    sets: list[str] = field(default_factory=list)
+    branches: bool = True
+    dry_run: bool = False
+    same_epochs: bool = False
+    train_batches: int | None = None
+    val_batches: int | None = None
+    workers: int | None = None
+    compile: bool = False
+    progress: bool | None = None  # None: progress bars when stderr is a terminal
+    report: bool = True
+    command: str = ""
+
+
+@dataclass
+class PlannedRun:
+    spec: str
+    seed: int
+    design: Design
+    budget: Budget
+    run_id: str
+    identity: dict[str, Any]
+
+
+# -------------------------------------------------------------------------------- choosing steps
+
+
+def select_steps(upto: str | None, steps: list[str] | None, branches: bool) -> list[str]:
+    """The specs to train, in order: an explicit list, or the roadmap up to a step (branches included
+    once the path passes large_kernel, as in the paper's Figure 2, unless `branches` is False)."""
+    if steps:
+        specs = [canonical(s) for s in steps]
+        if len(set(specs)) != len(specs):
+            raise RoadmapError("--steps lists a step twice; each spec is trained once per seed")
+        return specs
+    target = get_step(upto or "separate_downsampling")
+    anchor = target.branch_of or target.name
+    names = []
+    for s in MAIN_PATH:
+        names.append(s.name)
+        if s.name == anchor:
+            break
+    if target.is_branch:
+        names.append(target.name)
+    if branches and "large_kernel" in names:
+        names += [s.name for s in ROADMAP if s.is_branch and s.name not in names]
+    order = [s.name for s in ROADMAP]
+    return sorted(names, key=order.index)
+
+
+# -------------------------------------------------------------------------------- --set key=value
+
+
+def parse_sets(sets: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`--set key=value` pairs split into (network changes, recipe changes), each value type-checked."""
+    net_names = {f.name for f in dataclasses.fields(Network)}
+    recipe_names = {f.name for f in dataclasses.fields(Recipe)}
+    net, recipe = {}, {}
+    for item in sets:
+        if "=" not in item:
+            raise RoadmapError(f"--set takes key=value, got {item!r} (e.g. --set kernel_size=5 or recipe.lr=0.002)")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        part, _, name = key.rpartition(".")
+        if part not in ("", "net", "recipe"):
+            raise RoadmapError(f"--set {key}: prefix a field with 'net.' or 'recipe.' (or nothing)")
+        if part == "net" or (not part and name in net_names):
+            net[name] = parse_value(Network, name, value)
+        elif part == "recipe" or (not part and name in recipe_names):
+            recipe[name] = parse_value(Recipe, name, value)
+        else:
+            from roadmap.errors import unknown
+
+            raise unknown("--set field", key, sorted(net_names | recipe_names))
+    return net, recipe
+
+
+# -------------------------------------------------------------------------------- planning
+
+
+def code_version() -> str:
+    from roadmap import __version__
+
+    return __version__
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    import numpy
+    import timm
+    import torch
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "timm": timm.__version__, "numpy": numpy.__version__}
+
+
+def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int) -> list[PlannedRun]:
+    """Every run the options ask for, with its effective design and budget."""
+    preset = get_preset(opts.preset)
+    if opts.seeds <= 0:
+        raise RoadmapError(f"--seeds must be positive, got {opts.seeds}")
+    img_size = opts.img_size or preset.img_size or native_size
+    if img_size <= 0:
+        raise RoadmapError(f"--img-size must be positive, got {img_size}")
+    net_sets, recipe_sets = parse_sets(opts.sets)
+    runs = []
+    for spec in select_steps(opts.upto, opts.steps, opts.branches):
+        design = _adapt(parse_spec(spec), preset, img_size, net_sets, recipe_sets)
+        budget = make_budget(design.recipe, preset, img_size, opts.epochs, opts.batch_size, opts.same_epochs,
+                             opts.train_batches, opts.val_batches)
+        design = apply_budget(design, budget)
+        count(design.net, img_size, num_classes)  # fails early, with a clear message, if the images are too small
+        for seed in range(opts.seeds):
+            budget_id = {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("preset", "epochs_rule")}
+            identity = {"design": design.to_dict(), "dataset": dataset_key, "img_size": img_size, "seed": seed,
+                        "budget": budget_id, "code_version": code_version()}
+            runs.append(PlannedRun(spec, seed, design, budget, run_id(spec, seed, identity), identity))
+    return runs
+
+
+def _adapt(path, preset, img_size: int, net_sets: dict, recipe_sets: dict) -> Design:
+    design = compose(path)
+    if preset.width_mult != 1.0 or preset.depth_mult != 1.0:
+        design = scaled(design, preset.width_mult, preset.depth_mult)
+    if design.net.stem_stride == 4 and stem_stride_for(img_size) != 4:
+        design = low_resolution(design, stem_stride_for(img_size))
+    if net_sets:
+        design = dataclasses.replace(design, net=dataclasses.replace(design.net, **net_sets))
+    if recipe_sets:
+        design = dataclasses.replace(design, recipe=dataclasses.replace(design.recipe, **recipe_sets))
+    return design
+
+
+def config_for(run: PlannedRun, info, device: str, opts: RunOptions) -> dict[str, Any]:
+    """config.json: everything needed to reproduce the run and to report on it without the code."""
+    path = parse_spec(run.spec)
+    step = path[-1]
+    is_paper_step = run.spec == step.name  # a composed spec (leave-one-out, reordered) is not the paper's model
+    img = run.budget.img_size
+    trained = count(run.design.net, img, info.num_classes)
+    return {
+        "run_id": run.run_id,
+        "step": run.spec,
+        "step_name": step.name,
+        "section": {"key": step.section.key, "number": step.section.number, "title": step.section.title},
+        "branch_of": step.branch_of,
+        "seed": run.seed,
+        "paper": {"top1": step.paper_top1, "gflops": step.paper_gflops, "footnote": step.footnote}
+        if is_paper_step else None,
+        "complexity": {
+            "params": trained.params,  # the network as trained (after the preset's scaling)
+            "gflops_run": round(trained.gflops, 5),  # ... at the run's resolution
+            "img_size": img,
+            "gflops_224": round(count(compose(path).net, 224).gflops, 4),  # full size at 224 px: the paper's column
+            "params_224": count(compose(path).net, 224).params,
+        },
+        "dataset": {"name": info.name, "num_classes": info.num_classes, "classes": list(info.classes),
+                    "train_size": info.train_size, "val_size": info.val_size, "img_size": img,
+                    "synthetic": info.synthetic},
+        "budget": dataclasses.asdict(run.budget),
+        "design": run.design.to_dict(),
+        "identity": run.identity,
+        "device": device,
+        "code_version": code_version(),
+        "git_revision": git_revision(),
+        "packages": package_versions(),
+        "command": opts.command,
+        "created": _now(),
+    }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -------------------------------------------------------------------------------- devices
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise RoadmapError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+        index = int(name.split(":")[1]) if ":" in name and name.split(":")[1].isdigit() else 0
+        if ":" in name and not name.split(":")[1].isdigit():
+            raise RoadmapError(f"--device {name}: write cuda or cuda:INDEX")
+        if index >= torch.cuda.device_count():
+            raise RoadmapError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return torch.device("cuda", index)
+    raise RoadmapError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:INDEX")
+
+
+# -------------------------------------------------------------------------------- running
+
+
+def default_out(dataset: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
+    return Path("runs") / safe
+
+
+def status_of(rd: RunDir) -> str:
+    if rd.done:
+        return rd.read_result().get("status", "done")
+    if rd.checkpoint.exists():
+        epochs = len(rd.read_metrics())
+        return "held by another process" if rd.is_locked() else f"partial ({epochs} epochs)"
+    return "held by another process" if rd.is_locked() else "to do"
+
+
+def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
+    """Plan, skip what is done, train the rest; returns the output directory."""
+    from runner.data import load_dataset
+
+    device = resolve_device(opts.device)
+    out = Path(opts.out) if opts.out else default_out(opts.dataset)
+    splits = load_dataset(opts.dataset, opts.data_dir)
+    info = splits.info
+    runs = plan(opts, info.name if not info.synthetic else opts.dataset, info.native_size, info.num_classes)
+    preset = get_preset(opts.preset)
+    header = (f"{len(runs)} runs ({len({r.spec for r in runs})} steps x {opts.seeds} seed(s)) on {opts.dataset} "
+              f"({info.train_size} train / {info.val_size} val, {info.num_classes} classes), "
+              f"{runs[0].budget.img_size} px, preset {preset.name}: {preset.note}, device {device}")
+    if opts.dry_run:
+        _print_plan(runs, out, info, header, log)
+        return out
+    ensure_writable(out)
+    atomic_write_json(out / "plan.json", {
+        "steps": list(dict.fromkeys(r.spec for r in runs)), "seeds": opts.seeds, "dataset": opts.dataset,
+        "img_size": runs[0].budget.img_size, "preset": preset.name, "command": opts.command, "created": _now(),
+        "runs": [{"step": r.spec, "seed": r.seed, "dir": r.run_id} for r in runs],
+    })
+    log(header)
+    if preset.name == "smoke" or info.synthetic:
+        log("note: this is a pipeline check (smoke preset or synthetic data); its accuracies mean nothing")
+    progress = sys.stderr.isatty() if opts.progress is None else opts.progress
+    held = _train_all(opts, runs, splits, info, device, out, progress, log)
+    if held:
+        log(f"{len(held)} run(s) are being trained by another process: {', '.join(held)}; "
+            "run the same command again later to collect them")
+    if opts.report:
+        try:
+            from reports import build_report
+
+            path = build_report(out)
+            log(f"report: {path}")
+        except ImportError:  # pragma: no cover - reports is part of the package
+            log("report: not available")
+    return out
+
+
+def _train_all(opts, runs, splits, info, device, out: Path, progress: bool, log) -> list[str]:
+    from tqdm.auto import tqdm
+
+    from runner.train import Job, train
+
+    workers = opts.workers if opts.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda"
+                                                              else 0)
+    held = []
+    bar = tqdm(runs, desc="roadmap", unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    for r in bar:
+        rd = RunDir(out / r.run_id)
+        label = f"{r.spec} (seed {r.seed})"
+        bar.set_postfix_str(label, refresh=True)
+        if rd.done:
+            log(f"{label}: done earlier, reused ({rd.read_result().get('val_top1')} top-1)")
+            continue
+        with rd.lock() as mine:
+            if not mine:
+                held.append(label)
+                log(f"{label}: another process is training it; skipped")
+                continue
+            if rd.done:  # finished by another process between our check and the lock
+                continue
+            if not rd.config.exists():
+                atomic_write_json(rd.config, config_for(r, info, str(device), opts))
+            job = Job(run_dir=rd, design=r.design, budget=r.budget, seed=r.seed, num_classes=info.num_classes,
+                      class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=device,
+                      workers=workers, compile=opts.compile, progress=progress, log=log, label=label)
+            result = train(job)
+            status = result["status"] if result["status"] != "diverged" else \
+                f"diverged at epoch {result['diverged']['epoch']}"
+            log(f"{label}: {status}, val top-1 {result['val_top1']}, {result['wall_seconds']:.1f} s")
+    return held
+
+
+def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, log) -> None:
+    import pandas as pd
+
+    rows = []
+    for r in runs:
+        c224 = count(r.design.net, 224, info.num_classes)
+        c = count(r.design.net, r.budget.img_size, info.num_classes)
+        images = r.budget.epochs * (min(info.train_size, r.budget.train_batches * r.budget.batch_size)
+                                    if r.budget.train_batches else info.train_size)
+        rows.append({
+            "step": r.spec, "seed": r.seed, "params (M)": round(c.params / 1e6, 3),
+            "GFLOPs@224": round(c224.gflops, 3), f"GFLOPs@{r.budget.img_size}": round(c.gflops, 4),
+            "epochs": r.budget.epochs, "batch": r.budget.batch_size, "lr": f"{r.budget.lr:.3g}",
+            "train PFLOPs": round(3 * c.gflops * images / 1e6, 3),  # forward + backward ~ 3x forward
+            "status": status_of(RunDir(out / r.run_id)),
+        })
+    log(header)
+    log(pd.DataFrame(rows).to_string(index=False))
+    total = sum(row["train PFLOPs"] for row in rows)
+    log(f"estimated training compute: {total:.3f} PFLOPs (3 x forward GFLOPs x images x epochs); out: {out}")
+    log(f"original recipe budget: {runs[0].budget.epochs_rule}" if runs[0].spec == "resnet50" else "")
+
+
+def command_line(argv: list[str]) -> str:
+    return "roadmap " + " ".join(shlex.quote(a) for a in argv)
+
+
+def load_plan(out: Path) -> dict[str, Any]:
+    return read_json(out / "plan.json")
+
+

@@ -1,0 +1,326 @@
+"""Train and evaluate one run, resumable at every epoch, with the same result as an uninterrupted run.
+
+Determinism: every epoch re-seeds Python, NumPy and torch from (seed, epoch), and the checkpoint holds the
+model, optimizer, EMA and metrics history; so a run killed at any moment and resumed from its last
+checkpoint repeats the lost epoch exactly (on CPU, same thread count).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from tqdm.auto import tqdm
+
+from roadmap.design import Design
+from roadmap.model import build_model
+from runner import recipes
+from runner.budget import Budget
+from runner.store import RunDir, atomic_write_bytes, atomic_write_json
+
+
+class Transformed(Dataset):
+    """A dataset of (PIL image, label) with a transform applied on access."""
+
+    def __init__(self, base: Dataset, transform: Callable):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        img, label = self.base[i]
+        return self.transform(img), label
+
+
+@dataclass
+class Job:
+    """Everything one training run needs."""
+
+    run_dir: RunDir
+    design: Design  # recipe already scaled to the budget
+    budget: Budget
+    seed: int
+    num_classes: int
+    class_names: tuple[str, ...]
+    train_set: Dataset  # untransformed: (PIL image, label)
+    val_set: Dataset
+    device: torch.device
+    workers: int = 0
+    compile: bool = False
+    progress: bool = True
+    log: Callable[[str], None] = print
+    label: str = ""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def _loaders(job: Job, epoch: int) -> tuple[DataLoader, DataLoader]:
+    recipe, b = job.design.recipe, job.budget
+    train = Transformed(job.train_set, recipes.train_transform(recipe, b.img_size))
+    val = Transformed(job.val_set, recipes.eval_transform(recipe, b.img_size))
+    batch = min(b.batch_size, len(train))
+    if recipe.mixup > 0 or recipe.cutmix > 0:
+        batch -= batch % 2  # timm's batch mixup needs an even batch
+    generator = torch.Generator().manual_seed(epoch_seed(job.seed, epoch))
+    common = dict(num_workers=job.workers, pin_memory=job.device.type == "cuda", persistent_workers=False)
+    train_loader = DataLoader(
+        train, batch_size=batch, sampler=RandomSampler(train, generator=generator), drop_last=True, **common
+    )
+    val_loader = DataLoader(val, batch_size=min(b.batch_size, 256), sampler=SequentialSampler(val), **common)
+    return train_loader, val_loader
+
+
+def _limit(n: int, limit: int) -> int:
+    return n if limit <= 0 else min(n, limit)
+
+
+def save_checkpoint(job: Job, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(job.run_dir.checkpoint, buffer.getvalue())
+
+
+def train(job: Job) -> dict[str, Any]:
+    """Train `job` to the end of its budget (resuming if a checkpoint exists); write and return result.json."""
+    recipe, budget, dev = job.design.recipe, job.budget, job.device
+    cuda = dev.type == "cuda"
+    seed_everything(job.seed)
+    model = build_model(job.design.net, num_classes=job.num_classes).to(dev)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    train_loader, _ = _loaders(job, 0)
+    steps_per_epoch = _limit(len(train_loader), budget.train_batches)
+    if steps_per_epoch == 0:
+        from roadmap.errors import RoadmapError
+
+        raise RoadmapError(
+            f"the training set ({len(job.train_set)} images) is smaller than one batch; lower --batch-size"
+        )
+    opt = recipes.optimizer(recipe, model, budget.lr)
+    sched = recipes.scheduler(recipe, opt, steps_per_epoch)
+    mix = recipes.targets(recipe, job.num_classes)
+    ema = recipes.ema(recipe, model)
+    forward_model = torch.compile(model) if job.compile else model
+
+    history: list[dict[str, Any]] = []
+    start_epoch, updates, wall = 0, 0, 0.0
+    if job.run_dir.checkpoint.exists():
+        state = torch.load(job.run_dir.checkpoint, map_location=dev, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        start_epoch, updates, history, wall = state["epoch"], state["updates"], state["history"], state["wall"]
+        job.log(f"{job.label}: resuming after epoch {start_epoch}/{budget.epochs}")
+    job.run_dir.write_metrics(history)
+    sched.step_update(updates)
+
+    diverged = None
+    last_eval: dict[str, Any] = {}
+    for epoch in range(start_epoch, budget.epochs):
+        t0 = time.perf_counter()
+        seed_everything(epoch_seed(job.seed, epoch))
+        train_loader, val_loader = _loaders(job, epoch)
+        stats, updates, bad = _train_epoch(
+            job, forward_model, train_loader, opt, sched, mix, ema, updates, steps_per_epoch, epoch
+        )
+        lr = opt.param_groups[0]["lr"]
+        if bad:
+            diverged = {"epoch": epoch + 1, "lr": lr}
+            job.log(f"{job.label}: loss became NaN/inf in epoch {epoch + 1} (lr {lr:.3g}); marked diverged")
+            break
+        last_eval = evaluate(
+            ema.module if ema is not None else forward_model,
+            val_loader,
+            job.num_classes,
+            dev,
+            _limit(len(val_loader), budget.val_batches),
+        )
+        seconds = time.perf_counter() - t0
+        wall += seconds
+        row = {
+            "epoch": epoch + 1,
+            **stats,
+            **{k: last_eval[k] for k in ("val_loss", "val_top1", "val_top5")},
+            "lr": lr,
+            "seconds": round(seconds, 3),
+        }
+        history.append(row)
+        job.run_dir.append_metrics(row)
+        save_checkpoint(
+            job,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "epoch": epoch + 1,
+                "updates": updates,
+                "history": history,
+                "wall": wall,
+            },
+        )
+        if not job.progress:
+            job.log(
+                f"{job.label}: epoch {epoch + 1}/{budget.epochs} loss {row['train_loss']:.3f} "
+                f"val top-1 {row['val_top1']:.2f} ({row['images_per_s']:.0f} img/s)"
+            )
+
+    result = _result(job, history, last_eval, diverged, wall)
+    atomic_write_json(job.run_dir.result, result)
+    if diverged is None:
+        buffer = io.BytesIO()
+        torch.save((ema.module if ema is not None else model).state_dict(), buffer)
+        atomic_write_bytes(job.run_dir.weights, buffer.getvalue())
+    job.run_dir.checkpoint.unlink(missing_ok=True)
+    return result
+
+
+def _train_epoch(job, model, loader, opt, sched, mix, ema, updates, steps, epoch):
+    """One epoch; returns (stats, updates, diverged). Host syncs only every `check_every` steps on CUDA."""
+    recipe, dev = job.design.recipe, job.device
+    cuda = dev.type == "cuda"
+    check_every = 25 if cuda else 1
+    model.train()
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen, bad = 0, False
+    bar = tqdm(
+        total=steps,
+        desc=f"{job.label} epoch {epoch + 1}/{job.budget.epochs}",
+        leave=False,
+        disable=not job.progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    t0 = time.perf_counter()
+    for i, (x, y) in enumerate(loader):
+        if i >= steps:
+            break
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        xm, ym = mix(x, y)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+            out = model(xm)
+            loss = mix.loss(out, ym)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if recipe.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        opt.step()
+        updates += 1
+        sched.step_update(updates)
+        if ema is not None:
+            ema.update(model, step=updates)
+        loss_sum += loss.detach().float()
+        correct += (out.detach().argmax(1) == y).sum()
+        seen += y.numel()
+        if (i + 1) % check_every == 0 or i + 1 == steps:
+            mean = loss_sum.item() / (i + 1)
+            if not math.isfinite(mean):
+                bad = True
+                break
+            bar.set_postfix(loss=f"{mean:.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
+        bar.update(1)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    bar.close()
+    n = max(1, min(steps, i + 1))
+    stats = {
+        "train_loss": loss_sum.item() / n,
+        "train_top1": 100.0 * correct.item() / max(1, seen),
+        "images_per_s": seen / max(seconds, 1e-9),
+    }
+    return stats, updates, bad or not math.isfinite(stats["train_loss"])
+
+
+@torch.no_grad()
+def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: int) -> dict[str, Any]:
+    """Loss, top-1, top-5 and the confusion matrix on (at most `max_batches` of) the validation set."""
+    model.eval()
+    cuda = dev.type == "cuda"
+    loss_sum = torch.zeros((), device=dev)
+    top1 = torch.zeros((), device=dev, dtype=torch.long)
+    top5 = torch.zeros((), device=dev, dtype=torch.long)
+    confusion = torch.zeros(num_classes * num_classes, device=dev, dtype=torch.long)
+    seen = 0
+    k = min(5, num_classes)
+    for i, (x, y) in enumerate(loader):
+        if i >= max_batches:
+            break
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+            out = model(x)
+        out = out.float()
+        loss_sum += torch.nn.functional.cross_entropy(out, y, reduction="sum")
+        pred = out.topk(k, dim=1).indices
+        top1 += (pred[:, 0] == y).sum()
+        top5 += (pred == y[:, None]).any(1).sum()
+        confusion += torch.bincount(y * num_classes + pred[:, 0], minlength=num_classes * num_classes)
+        seen += y.numel()
+    seen = max(seen, 1)
+    return {
+        "val_loss": loss_sum.item() / seen,
+        "val_top1": 100.0 * top1.item() / seen,
+        "val_top5": 100.0 * top5.item() / seen,
+        "confusion": confusion.view(num_classes, num_classes).cpu().tolist(),
+    }
+
+
+def per_class(confusion: list[list[int]], names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Precision, recall and F1 (percent) per class from a confusion matrix (rows: truth, columns: prediction)."""
+    m = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(m)
+    predicted, actual = m.sum(0), m.sum(1)
+    rows = []
+    for c, name in enumerate(names):
+        p = tp[c] / predicted[c] if predicted[c] else 0.0
+        r = tp[c] / actual[c] if actual[c] else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        rows.append(
+            {
+                "class": name,
+                "precision": round(100 * p, 2),
+                "recall": round(100 * r, 2),
+                "f1": round(100 * f1, 2),
+                "support": int(actual[c]),
+            }
+        )
+    return rows
+
+
+def _result(job: Job, history, last_eval, diverged, wall) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    return {
+        "status": "diverged" if diverged else "done",
+        "epochs": len(history),
+        "val_top1": last.get("val_top1"),
+        "val_top5": last.get("val_top5"),
+        "train_top1": last.get("train_top1"),
+        "best_val_top1": max((r["val_top1"] for r in history), default=None),
+        "wall_seconds": round(wall, 3),
+        "images_per_s": round(sum(r["images_per_s"] for r in history) / len(history), 2) if history else None,
+        "diverged": diverged,
+        "per_class": per_class(last_eval["confusion"], job.class_names) if last_eval else [],
+    }
