@@ -48,6 +48,13 @@ def _add_format(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
 
 
+def _add_regime(p: argparse.ArgumentParser) -> None:
+    from steps import REGIMES
+
+    p.add_argument("--regime", default="resnet50", choices=list(REGIMES),
+                   help="the paper's ResNet-50 roadmap (Figure 2, default) or its ResNet-200 one (Appendix C)")
+
+
 def _add_size(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img-size", type=positive_int, default=224, help="input resolution in pixels (default: 224)")
     p.add_argument("--num-classes", type=positive_int, default=1000, help="classifier outputs (default: 1000)")
@@ -59,15 +66,15 @@ def _add_size(p: argparse.ArgumentParser) -> None:
 def cmd_steps(args: argparse.Namespace) -> None:
     from roadmap.describe import render, steps_table
 
-    print(render(steps_table(), args.format))
+    print(render(steps_table(args.regime), args.format))
 
 
 def cmd_show(args: argparse.Namespace) -> None:
     from roadmap.describe import fields_table, render, stage_table, step_header
-    from steps import design_for
+    from steps import get_regime
 
-    design = design_for(args.step)
-    header, stages = step_header(args.step), stage_table(design, args.img_size, args.num_classes)
+    design = get_regime(args.regime).design_for(args.step)
+    header, stages = step_header(args.step, args.regime), stage_table(design, args.img_size, args.num_classes)
     print(header, end="\n\n")
     print(render(stages, "table"), end="\n\n")
     fields = fields_table(design)
@@ -79,7 +86,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 def cmd_diff(args: argparse.Namespace) -> None:
     from roadmap.describe import diff_table, render
 
-    changed, delta = diff_table(args.step_a, args.step_b, args.img_size)
+    changed, delta = diff_table(args.step_a, args.step_b, args.img_size, args.regime)
     if changed.empty:
         print(f"{args.step_a} and {args.step_b} describe the same design")
     else:
@@ -91,7 +98,7 @@ def cmd_diff(args: argparse.Namespace) -> None:
 def cmd_flops(args: argparse.Namespace) -> None:
     from roadmap.describe import flops_table, render
 
-    df = flops_table(args.img_size, args.num_classes)
+    df = flops_table(args.img_size, args.num_classes, args.regime)
     if args.img_size != 224:
         df["paper_gflops"] = None  # the paper's numbers are at 224 px
         df["matches_paper"] = None
@@ -115,8 +122,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.upto and steps:
         raise RoadmapError("use --upto or --steps, not both")
     opts = RunOptions(
-        dataset=args.dataset, upto=args.upto, steps=steps, data_dir=args.data_dir, epochs=args.epochs,
-        batch_size=args.batch_size, img_size=args.img_size, seeds=args.seeds, device=args.device, out=args.out,
+        dataset=args.dataset, regime=args.regime, upto=args.upto, steps=steps, data_dir=args.data_dir,
+        epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size, seeds=args.seeds, device=args.device,
+        out=args.out,
         preset=args.preset, sets=args.set, branches=not args.no_branches, dry_run=args.dry_run,
         same_epochs=args.same_epochs, train_batches=args.train_batches, val_batches=args.val_batches,
         workers=args.workers, compile=args.compile, progress=False if args.quiet else None,
@@ -164,6 +172,7 @@ def _add_run(sub) -> None:
                    help="override a design or recipe field for every step, e.g. --set drop_path_rate=0 "
                    "--set recipe.lr=0.002 (see `roadmap show STEP` for the fields)")
     p.add_argument("--no-branches", action="store_true", help="skip the kernel 5/9/11 branches")
+    _add_regime(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan (params, GFLOPs, cost, status) and stop")
     p.add_argument("--train-batches", type=int, metavar="N", help="at most N training batches per epoch (0 = all)")
     p.add_argument("--val-batches", type=int, metavar="N", help="at most N validation batches (0 = all)")
@@ -190,8 +199,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from runner.run import resolve_device, select_steps
 
     dev = resolve_device(args.device)
-    specs = [x for x in args.steps.split(",") if x.strip()] if args.steps else select_steps(None, None, True)
-    specs = select_steps(None, specs, True)
+    specs = select_steps(None, [x for x in args.steps.split(",") if x.strip()] if args.steps else None, True)
     print(f"benchmark on {dev}: {args.img_size} px, batch {args.batch_size}, {args.iters} iterations x "
           f"{args.rounds} interleaved rounds (median); reference models measured in the same process", flush=True)
     df = bench(specs, args.img_size, args.batch_size, dev, iters=args.iters, rounds=args.rounds,
@@ -229,22 +237,26 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("steps", help="the ordered roadmap with the paper's numbers")
     _add_format(p)
+    _add_regime(p)
     p.set_defaults(func=cmd_steps)
 
     p = sub.add_parser("show", help="a step's design: fields and per-stage table", epilog=EPILOG)
     p.add_argument("step", help="a step name or spec, e.g. large_kernel or convnext_tiny-layer_norm")
     _add_size(p)
+    _add_regime(p)
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("diff", help="what changes between two steps, and the params/GFLOPs delta", epilog=EPILOG)
     p.add_argument("step_a")
     p.add_argument("step_b")
     p.add_argument("--img-size", type=positive_int, default=224, help="input resolution (default: 224)")
+    _add_regime(p)
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("flops", help="params and GFLOPs of every step beside the paper's")
     _add_size(p)
     _add_format(p)
+    _add_regime(p)
     p.set_defaults(func=cmd_flops)
 
     _add_run(sub)

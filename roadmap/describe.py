@@ -13,7 +13,7 @@ import pandas as pd
 from roadmap.complexity import count
 from roadmap.design import Design, Network, SpatialPosition, to_dict
 from roadmap.errors import RoadmapError, unknown
-from steps import ROADMAP, canonical, design_for, get_step, parse_spec
+from steps import Roadmap, get_regime
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -31,10 +31,14 @@ def render(df: pd.DataFrame, fmt: str) -> str:
     raise unknown("format", fmt, FORMATS)
 
 
-def steps_table() -> pd.DataFrame:
+def _regime(regime: str | Roadmap) -> Roadmap:
+    return regime if isinstance(regime, Roadmap) else get_regime(regime)
+
+
+def steps_table(regime: str = "resnet50") -> pd.DataFrame:
     """The ordered roadmap: step, section, what changes, the paper's top-1 and GFLOPs."""
     rows = []
-    for i, s in enumerate(ROADMAP):
+    for i, s in enumerate(_regime(regime).steps):
         rows.append({
             "#": i,
             "step": s.name if not s.is_branch else f"  {s.name} (branch)",
@@ -46,11 +50,12 @@ def steps_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def flops_table(img_size: int = 224, num_classes: int = 1000, **net_changes) -> pd.DataFrame:
-    """Every step's parameters and GFLOPs (paper convention) beside the paper's GFLOPs."""
+def flops_table(img_size: int = 224, num_classes: int = 1000, regime: str = "resnet50", **net_changes) -> pd.DataFrame:
+    """Every step's parameters and GFLOPs (paper convention) beside the paper's GFLOPs (None where it prints none)."""
     rows = []
-    for s in ROADMAP:
-        net = design_for(s.name).net
+    r = _regime(regime)
+    for s in r.steps:
+        net = r.design_for(s.name).net
         if net_changes:
             net = dataclasses.replace(net, **net_changes)
         c = count(net, img_size, num_classes)
@@ -58,9 +63,9 @@ def flops_table(img_size: int = 224, num_classes: int = 1000, **net_changes) -> 
             "step": s.name,
             "branch": s.is_branch,
             "params": c.params,
-            "gflops": round(c.gflops, 3),
+            "gflops": round(c.gflops, 4),  # 4 decimals, so rounding to the paper's 2 is not a double rounding
             "paper_gflops": s.paper_gflops,
-            "matches_paper": round(c.gflops, 2) == s.paper_gflops,
+            "matches_paper": None if s.paper_gflops is None else round(c.gflops, 2) == s.paper_gflops,
             "note": s.footnote,
         })
     return pd.DataFrame(rows)
@@ -81,9 +86,10 @@ def _block_layout(net: Network, shape) -> str:
     return ", ".join(parts)
 
 
-def stage_table(spec: str | Design, img_size: int = 224, num_classes: int = 1000) -> pd.DataFrame:
+def stage_table(spec: str | Design, img_size: int = 224, num_classes: int = 1000,
+                regime: str = "resnet50") -> pd.DataFrame:
     """Per-stage rows, the way a paper's architecture table reads: layout, output shape, params, GFLOPs."""
-    design = design_for(spec) if isinstance(spec, str) else spec
+    design = _regime(regime).design_for(spec) if isinstance(spec, str) else spec
     net = design.net
     c = count(net, img_size, num_classes)
     shapes = net.resolved()
@@ -133,9 +139,9 @@ def fields_table(design: Design) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def diff_table(a: str, b: str, img_size: int = 224) -> tuple[pd.DataFrame, pd.DataFrame]:
+def diff_table(a: str, b: str, img_size: int = 224, regime: str = "resnet50") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(changed fields, complexity delta) between two step specs."""
-    da, db = design_for(a), design_for(b)
+    da, db = _regime(regime).design_for(a), _regime(regime).design_for(b)
     va, vb = _flat(da), _flat(db)
     changed = [{"field": k, a: _fmt(va[k]), b: _fmt(vb[k])} for k in va if va[k] != vb[k]]
     ca, cb = count(da.net, img_size), count(db.net, img_size)
@@ -158,21 +164,23 @@ def _fmt(value) -> str:
     return "null" if value is None else str(value)
 
 
-def step_header(spec: str) -> str:
+def step_header(spec: str, regime: str = "resnet50") -> str:
     """A paragraph on what a spec is: its step's section, what changes, why, the paper's numbers, its path."""
-    path = parse_spec(spec)
-    s = get_step(spec.strip().split("-")[0].split("+")[0])
+    r = _regime(regime)
+    path = r.parse_spec(spec)
+    s = r.get_step(spec.strip().split("-")[0].split("+")[0])
     branch = f" (a branch from {s.branch_of})" if s.is_branch else ""
     lines = [
         f"{s.name}{branch} - paper section {s.section}",
         f"  what changes: {s.summary}",
         f"  why: {s.rationale}",
-        f"  paper: top-1 {s.paper_top1:.2f}, {s.paper_gflops:.2f} GFLOPs",
+        f"  paper: top-1 {s.paper_top1:.2f}, "
+        + ("GFLOPs not printed" if s.paper_gflops is None else f"{s.paper_gflops:.2f} GFLOPs"),
     ]
     if s.footnote:
         lines.append(f"  note: {s.footnote}")
-    if canonical(spec) != s.name:
-        lines.append(f"  composed as {canonical(spec)}: " + " -> ".join(p.name for p in path))
+    if r.canonical(spec) != s.name:
+        lines.append(f"  composed as {r.canonical(spec)}: " + " -> ".join(p.name for p in path))
     return "\n".join(lines)
 
 

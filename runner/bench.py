@@ -92,7 +92,7 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
         return model, train_step, eval_step
 
     for r in range(rounds):
-        for e in entries:
+        for e in entries if r % 2 == 0 else entries[::-1]:  # alternate the order: no model always goes first
             model, train_step, eval_step = steps_for(e)
             model.train()
             if cuda:

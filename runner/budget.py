@@ -34,6 +34,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "paper": Preset("paper", None, None, None, note="the paper's epochs, batch and learning rate"),
     "quick": Preset("quick", 20, 128, None, note="full-size models, 20 epochs (6 for the original recipe)"),
+    "cpu": Preset(
+        "cpu", 6, 64, 32, width_mult=1 / 8, depth_mult=1 / 3, train_batches=100, val_batches=0, scale_lr=False,
+        note="small models for two CPU cores: 1/8 width, 1/3 depth, 32 px, 6 epochs of 100 batches, unscaled lr",
+    ),
     "smoke": Preset(
         "smoke", 5, 32, 32, width_mult=1 / 8, depth_mult=1 / 3, train_batches=40, val_batches=10, scale_lr=False,
         note="a pipeline check: tiny models, 32 px, 40 batches an epoch, unscaled lr; its accuracies mean nothing",

@@ -24,7 +24,7 @@ from roadmap.design import Design, Network, Recipe, parse_value
 from roadmap.errors import RoadmapError
 from runner.budget import Budget, apply_budget, get_preset, make_budget, stem_stride_for
 from runner.store import RunDir, atomic_write_json, ensure_writable, read_json, run_id
-from steps import MAIN_PATH, ROADMAP, canonical, compose, get_step, low_resolution, parse_spec, scaled
+from steps import Roadmap, get_regime, low_resolution, scaled
 
 
 @dataclass
@@ -32,6 +32,7 @@ class RunOptions:
     """What the user asked for (the flags of `roadmap run`)."""
 
     dataset: str = "fashion-mnist"
+    regime: str = "resnet50"
     upto: str | None = None
     steps: list[str] | None = None
     data_dir: str | None = None
@@ -68,26 +69,20 @@ class PlannedRun:
 # -------------------------------------------------------------------------------- choosing steps
 
 
-def select_steps(upto: str | None, steps: list[str] | None, branches: bool) -> list[str]:
+def select_steps(upto: str | None, steps: list[str] | None, branches: bool,
+                 regime: Roadmap | None = None) -> list[str]:
     """The specs to train, in order: an explicit list, or the roadmap up to a step (branches included
     once the path passes large_kernel, as in the paper's Figure 2, unless `branches` is False)."""
+    r = regime or get_regime("resnet50")
     if steps:
-        specs = [canonical(s) for s in steps]
+        specs = [r.canonical(s) for s in steps]
         if len(set(specs)) != len(specs):
             raise RoadmapError("--steps lists a step twice; each spec is trained once per seed")
         return specs
-    target = get_step(upto or "separate_downsampling")
-    anchor = target.branch_of or target.name
-    names = []
-    for s in MAIN_PATH:
-        names.append(s.name)
-        if s.name == anchor:
-            break
-    if target.is_branch:
-        names.append(target.name)
+    names = [s.name for s in r.path_to(upto or r.main_path[-1].name)]
     if branches and "large_kernel" in names:
-        names += [s.name for s in ROADMAP if s.is_branch and s.name not in names]
-    order = [s.name for s in ROADMAP]
+        names += [s.name for s in r.steps if s.is_branch and s.name not in names]
+    order = [s.name for s in (*r.steps, *r.extras)]
     return sorted(names, key=order.index)
 
 
@@ -155,9 +150,10 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
     if img_size <= 0:
         raise RoadmapError(f"--img-size must be positive, got {img_size}")
     net_sets, recipe_sets = parse_sets(opts.sets)
+    regime = get_regime(opts.regime)
     runs = []
-    for spec in select_steps(opts.upto, opts.steps, opts.branches):
-        design = _adapt(parse_spec(spec), preset, img_size, net_sets, recipe_sets)
+    for spec in select_steps(opts.upto, opts.steps, opts.branches, regime):
+        design = _adapt(regime.compose(regime.parse_spec(spec)), preset, img_size, net_sets, recipe_sets)
         budget = make_budget(design.recipe, preset, img_size, opts.epochs, opts.batch_size, opts.same_epochs,
                              opts.train_batches, opts.val_batches)
         design = apply_budget(design, budget)
@@ -170,8 +166,7 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
     return runs
 
 
-def _adapt(path, preset, img_size: int, net_sets: dict, recipe_sets: dict) -> Design:
-    design = compose(path)
+def _adapt(design: Design, preset, img_size: int, net_sets: dict, recipe_sets: dict) -> Design:
     if preset.width_mult != 1.0 or preset.depth_mult != 1.0:
         design = scaled(design, preset.width_mult, preset.depth_mult)
     if design.net.stem_stride == 4 and stem_stride_for(img_size) != 4:
@@ -185,7 +180,8 @@ def _adapt(path, preset, img_size: int, net_sets: dict, recipe_sets: dict) -> De
 
 def config_for(run: PlannedRun, info, device: str, opts: RunOptions) -> dict[str, Any]:
     """config.json: everything needed to reproduce the run and to report on it without the code."""
-    path = parse_spec(run.spec)
+    regime = get_regime(opts.regime)
+    path = regime.parse_spec(run.spec)
     step = path[-1]
     is_paper_step = run.spec == step.name  # a composed spec (leave-one-out, reordered) is not the paper's model
     img = run.budget.img_size
@@ -197,14 +193,15 @@ def config_for(run: PlannedRun, info, device: str, opts: RunOptions) -> dict[str
         "section": {"key": step.section.key, "number": step.section.number, "title": step.section.title},
         "branch_of": step.branch_of,
         "seed": run.seed,
+        "regime": regime.name,
         "paper": {"top1": step.paper_top1, "gflops": step.paper_gflops, "footnote": step.footnote}
         if is_paper_step else None,
         "complexity": {
             "params": trained.params,  # the network as trained (after the preset's scaling)
             "gflops_run": round(trained.gflops, 5),  # ... at the run's resolution
             "img_size": img,
-            "gflops_224": round(count(compose(path).net, 224).gflops, 4),  # full size at 224 px: the paper's column
-            "params_224": count(compose(path).net, 224).params,
+            "gflops_224": round(count(regime.compose(path).net, 224).gflops, 4),  # full size, 224 px: paper's column
+            "params_224": count(regime.compose(path).net, 224).params,
         },
         "dataset": {"name": info.name, "num_classes": info.num_classes, "classes": list(info.classes),
                     "train_size": info.train_size, "val_size": info.val_size, "img_size": img,
@@ -278,7 +275,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
               f"({info.train_size} train / {info.val_size} val, {info.num_classes} classes), "
               f"{runs[0].budget.img_size} px, preset {preset.name}: {preset.note}, device {device}")
     if opts.dry_run:
-        _print_plan(runs, out, info, header, log)
+        _print_plan(runs, out, info, header, get_regime(opts.regime), log)
         return out
     ensure_writable(out)
     atomic_write_json(out / "plan.json", {
@@ -340,18 +337,19 @@ def _train_all(opts, runs, splits, info, device, out: Path, progress: bool, log)
     return held
 
 
-def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, log) -> None:
+def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Roadmap, log) -> None:
     import pandas as pd
 
     rows = []
     for r in runs:
-        c224 = count(r.design.net, 224, info.num_classes)
+        full = count(regime.design_for(r.spec).net, 224)
         c = count(r.design.net, r.budget.img_size, info.num_classes)
         images = r.budget.epochs * (min(info.train_size, r.budget.train_batches * r.budget.batch_size)
                                     if r.budget.train_batches else info.train_size)
         rows.append({
-            "step": r.spec, "seed": r.seed, "params (M)": round(c.params / 1e6, 3),
-            "GFLOPs@224": round(c224.gflops, 3), f"GFLOPs@{r.budget.img_size}": round(c.gflops, 4),
+            "step": r.spec, "seed": r.seed, "GFLOPs@224 (full size)": round(full.gflops, 3),
+            "params (M, as trained)": round(c.params / 1e6, 3),
+            f"GFLOPs@{r.budget.img_size} (as trained)": round(c.gflops, 4),
             "epochs": r.budget.epochs, "batch": r.budget.batch_size, "lr": f"{r.budget.lr:.3g}",
             "train PFLOPs": round(3 * c.gflops * images / 1e6, 3),  # forward + backward ~ 3x forward
             "status": status_of(RunDir(out / r.run_id)),
@@ -360,7 +358,8 @@ def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, log) -> No
     log(pd.DataFrame(rows).to_string(index=False))
     total = sum(row["train PFLOPs"] for row in rows)
     log(f"estimated training compute: {total:.3f} PFLOPs (3 x forward GFLOPs x images x epochs); out: {out}")
-    log(f"original recipe budget: {runs[0].budget.epochs_rule}" if runs[0].spec == "resnet50" else "")
+    for rule in dict.fromkeys(r.budget.epochs_rule for r in runs):
+        log(f"budget: {rule}")
 
 
 def command_line(argv: list[str]) -> str:

@@ -8,13 +8,16 @@ from steps.catalog import (
     ALIASES,
     MAIN_PATH,
     NAMES,
+    REGIMES,
     ROADMAP,
     SECTIONS,
     STEPS,
+    Roadmap,
     canonical,
     compose,
     design_at,
     design_for,
+    get_regime,
     get_step,
     parse_spec,
     path_to,
@@ -23,6 +26,7 @@ from steps.catalog import (
 from steps.step import Section, Step
 
 __all__ = [
-    "ALIASES", "MAIN_PATH", "NAMES", "ROADMAP", "SECTIONS", "STEPS", "Section", "Step", "canonical", "compose",
-    "design_at", "design_for", "get_step", "low_resolution", "parse_spec", "path_to", "path_with", "scaled",
+    "ALIASES", "MAIN_PATH", "NAMES", "REGIMES", "ROADMAP", "Roadmap", "SECTIONS", "STEPS", "Section", "Step",
+    "canonical", "compose", "design_at", "design_for", "get_regime", "get_step", "low_resolution", "parse_spec",
+    "path_to", "path_with", "scaled",
 ]

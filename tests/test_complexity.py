@@ -82,3 +82,35 @@ def test_flops_cli_json(capsys):
         assert {"step", "params", "gflops", "paper_gflops"} <= set(r)
         expected = FOOTNOTED.get(r["step"], r["paper_gflops"])
         assert round(r["gflops"], 2) == expected
+
+
+TABLE_11 = {"resnet200": 15.01, "training_recipe": 15.01, "stage_ratio": 14.52, "patchify_stem": 14.38,
+            "depthwise_conv": 7.23, "resnext_width": 16.76, "inverted_bottleneck": 15.68, "move_up_dwconv": 14.63,
+            "kernel_5": 14.70, "large_kernel": 14.81, "kernel_9": 14.95, "kernel_11": 15.13,
+            "separate_downsampling": 15.35}
+
+
+def test_resnet200_regime_reproduces_table_11(capsys):
+    from roadmap.cli import main
+
+    assert main(["flops", "--regime", "resnet200", "--format", "json"]) == 0
+    rows = {r["step"]: r for r in json.loads(capsys.readouterr().out)}
+    assert len(rows) == 17
+    for step, gflops in TABLE_11.items():  # every architecture row Table 11 prints
+        assert round(rows[step]["gflops"], 2) == gflops == rows[step]["paper_gflops"], step
+    assert rows["separate_downsampling"]["params"] == 88_591_464  # ConvNeXt-B
+
+
+@pytest.mark.parametrize("name", ["convnext_small", "convnext_base", "convnext_large"])
+def test_family_end_points_match_timm_structurally(name):
+    """Same parameter names (after conversion) and shapes as timm's model: its weights would load strictly."""
+    import timm
+
+    from roadmap.weights import from_timm_convnext
+
+    with torch.device("meta"):
+        ref = timm.create_model(name)
+        ours = roadmap.build_model(name)
+    converted = {k: v.shape for k, v in from_timm_convnext(ref.state_dict()).items()}
+    assert converted == {k: v.shape for k, v in ours.state_dict().items()}
+    assert round(count(design_for(name).net).gflops, 1) == roadmap.get_step(name).paper_gflops
