@@ -6,6 +6,8 @@ Every mistake a user can make ends in one line on stderr and exit code 2, never 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -121,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise RoadmapError("--steps needs at least one step, e.g. --steps resnet50,convnext_tiny")
     if args.upto and steps:
         raise RoadmapError("use --upto or --steps, not both")
+    argv = sys.argv[1:] if args.argv is None else args.argv
     opts = RunOptions(
         dataset=args.dataset, regime=args.regime, upto=args.upto, steps=steps, data_dir=args.data_dir,
         epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size, seeds=args.seeds, device=args.device,
@@ -128,9 +131,27 @@ def cmd_run(args: argparse.Namespace) -> None:
         preset=args.preset, sets=args.set, branches=not args.no_branches, dry_run=args.dry_run,
         same_epochs=args.same_epochs, train_batches=args.train_batches, val_batches=args.val_batches,
         workers=args.workers, compile=args.compile, progress=False if args.quiet else None,
-        report=not args.no_report, command=command_line(sys.argv[1:] if args.argv is None else args.argv),
+        report=not args.no_report, command=command_line(argv), write_plan=not args.no_plan, only_seed=args.only_seed,
     )
-    run(opts)
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # re-run this command under torchrun
+        rest = [a for i, a in enumerate(argv) if a != "--nproc" and (i == 0 or argv[i - 1] != "--nproc")
+                and not a.startswith("--nproc=")]
+        raise SystemExit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                          "--nproc_per_node", str(args.nproc), "-m", "roadmap", *rest]))
+    if args.launcher == "local" or args.dry_run:
+        run(opts)
+        return
+    if args.nproc > 1:
+        raise RoadmapError("--nproc (data-parallel steps) goes with --launcher local")
+    from runner import launch
+
+    if args.launcher == "gpus":
+        gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else []
+        launch.launch_gpus(opts, argv, gpus, args.per_gpu)
+    else:
+        launch.launch_slurm(opts, argv, launch.SlurmOptions(
+            partition=args.partition, account=args.account, gpus_per_job=args.gpus_per_job,
+            cpus_per_job=args.cpus_per_job, time_min=args.time_min, cluster=args.cluster, wait=not args.no_wait))
 
 
 def cmd_results(args: argparse.Namespace) -> None:
@@ -180,6 +201,23 @@ def _add_run(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch instead)")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    g = p.add_argument_group("scale-out (see the README's multi-GPU and Slurm section)")
+    g.add_argument("--nproc", type=positive_int, default=1,
+                   help="data-parallel processes per step (runs this command under torchrun; --batch-size is global)")
+    g.add_argument("--launcher", choices=["local", "gpus", "slurm"], default="local",
+                   help="local: one run after another (default); gpus: one run per GPU at a time (--gpus); "
+                   "slurm: one submitit job per run")
+    g.add_argument("--gpus", metavar="0,1,...", help="GPUs for --launcher gpus")
+    g.add_argument("--per-gpu", type=positive_int, default=1, help="runs sharing one GPU at a time (default: 1)")
+    g.add_argument("--partition", help="Slurm partition")
+    g.add_argument("--account", help="Slurm account")
+    g.add_argument("--gpus-per-job", type=positive_int, default=1, help="GPUs per Slurm job (default: 1)")
+    g.add_argument("--cpus-per-job", type=positive_int, default=8, help="CPUs per Slurm job (default: 8)")
+    g.add_argument("--time-min", type=positive_int, default=24 * 60, help="Slurm time limit, minutes (default: 1440)")
+    g.add_argument("--no-wait", action="store_true", help="submit the Slurm jobs and return")
+    g.add_argument("--cluster", choices=["slurm", "local", "debug"], help=argparse.SUPPRESS)
+    p.add_argument("--only-seed", type=int, help=argparse.SUPPRESS)  # a launcher's child: one seed
+    p.add_argument("--no-plan", action="store_true", help=argparse.SUPPRESS)  # a launcher's child: no plan.json
     p.set_defaults(func=cmd_run, argv=None)
 
     p = sub.add_parser("results", help="the table of a result directory")

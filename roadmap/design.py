@@ -181,6 +181,10 @@ class Recipe:
     ema: bool = _doc("keep an exponential moving average of the weights and evaluate it", False)
     ema_decay: float = _doc("EMA decay per step", 0.9999)
     grad_clip: float | None = _doc("gradient norm clipping; null = none", None)
+    train_augment: bool = _doc(
+        "augment training images; false = the evaluation transform only (debugging, exactness tests)", True
+    )
+    sync_bn: bool = _doc("synchronize BatchNorm statistics across processes in data-parallel training", False)
     train_interpolation: str = _doc("interpolation of the training random-resized-crop", "bilinear")
     eval_crop_pct: float = _doc("evaluation: resize to size/crop_pct, then center-crop size", 0.875)
     eval_interpolation: str = _doc("interpolation of the evaluation resize", "bilinear")

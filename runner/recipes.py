@@ -23,7 +23,10 @@ def train_transform(recipe: Recipe, img_size: int):
     """Random-resized-crop + flip, plus RandAugment and random erasing when the recipe has them.
 
     Color jitter is off: the original recipe has none, and timm turns it off under RandAugment anyway.
+    Without `train_augment` this is the evaluation transform (deterministic).
     """
+    if not recipe.train_augment:
+        return eval_transform(recipe, img_size)
     return create_transform(
         img_size,
         is_training=True,

@@ -53,6 +53,8 @@ class RunOptions:
     compile: bool = False
     progress: bool | None = None  # None: progress bars when stderr is a terminal
     report: bool = True
+    write_plan: bool = True  # False for a launcher's child process: the parent owns plan.json
+    only_seed: int | None = None  # a launcher's child trains one seed
     command: str = ""
 
 
@@ -158,7 +160,7 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
                              opts.train_batches, opts.val_batches)
         design = apply_budget(design, budget)
         count(design.net, img_size, num_classes)  # fails early, with a clear message, if the images are too small
-        for seed in range(opts.seeds):
+        for seed in range(opts.seeds) if opts.only_seed is None else [opts.only_seed]:
             budget_id = {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("preset", "epochs_rule")}
             identity = {"design": design.to_dict(), "dataset": dataset_key, "img_size": img_size, "seed": seed,
                         "budget": budget_id, "code_version": code_version()}
@@ -262,74 +264,102 @@ def status_of(rd: RunDir) -> str:
 
 
 def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
-    """Plan, skip what is done, train the rest; returns the output directory."""
+    """Plan, skip what is done, train the rest; returns the output directory.
+
+    Under torchrun every process runs this; rank 0 alone plans on disk, writes and reports."""
     from runner.data import load_dataset
+    from runner.dist import from_env
 
     device = resolve_device(opts.device)
+    dist = from_env("nccl" if device.type == "cuda" else "gloo")
+    if dist.active and device.type == "cuda":
+        device = resolve_device(f"cuda:{dist.local_rank}")
+    if not dist.is_main:
+        log = _silent
     out = Path(opts.out) if opts.out else default_out(opts.dataset)
     splits = load_dataset(opts.dataset, opts.data_dir)
     info = splits.info
     runs = plan(opts, info.name if not info.synthetic else opts.dataset, info.native_size, info.num_classes)
     preset = get_preset(opts.preset)
+    procs = f" x {dist.world} processes" if dist.active else ""
     header = (f"{len(runs)} runs ({len({r.spec for r in runs})} steps x {opts.seeds} seed(s)) on {opts.dataset} "
               f"({info.train_size} train / {info.val_size} val, {info.num_classes} classes), "
-              f"{runs[0].budget.img_size} px, preset {preset.name}: {preset.note}, device {device}")
+              f"{runs[0].budget.img_size} px, preset {preset.name}: {preset.note}, device {device}{procs}")
     if opts.dry_run:
         _print_plan(runs, out, info, header, get_regime(opts.regime), log)
         return out
-    ensure_writable(out)
-    atomic_write_json(out / "plan.json", {
-        "steps": list(dict.fromkeys(r.spec for r in runs)), "seeds": opts.seeds, "dataset": opts.dataset,
-        "img_size": runs[0].budget.img_size, "preset": preset.name, "command": opts.command, "created": _now(),
-        "runs": [{"step": r.spec, "seed": r.seed, "dir": r.run_id} for r in runs],
-    })
+    if dist.is_main:
+        ensure_writable(out)
+        if opts.write_plan:
+            write_plan(out, runs, opts)
     log(header)
     if preset.name == "smoke" or info.synthetic:
         log("note: this is a pipeline check (smoke preset or synthetic data); its accuracies mean nothing")
     progress = sys.stderr.isatty() if opts.progress is None else opts.progress
-    held = _train_all(opts, runs, splits, info, device, out, progress, log)
+    held = _train_all(opts, runs, splits, info, device, dist, out, progress, log)
     if held:
         log(f"{len(held)} run(s) are being trained by another process: {', '.join(held)}; "
             "run the same command again later to collect them")
-    if opts.report:
-        try:
-            from reports import build_report
+    if opts.report and dist.is_main:
+        from reports import build_report
 
-            path = build_report(out)
-            log(f"report: {path}")
-        except ImportError:  # pragma: no cover - reports is part of the package
-            log("report: not available")
+        log(f"report: {build_report(out)}")
     return out
 
 
-def _train_all(opts, runs, splits, info, device, out: Path, progress: bool, log) -> list[str]:
+def _silent(_: str) -> None:
+    """The log of ranks other than 0."""
+
+
+def write_plan(out: Path, runs: list[PlannedRun], opts: RunOptions) -> None:
+    atomic_write_json(out / "plan.json", {
+        "steps": list(dict.fromkeys(r.spec for r in runs)), "seeds": opts.seeds, "dataset": opts.dataset,
+        "regime": opts.regime, "img_size": runs[0].budget.img_size, "preset": runs[0].budget.preset,
+        "command": opts.command, "created": _now(),
+        "runs": [{"step": r.spec, "seed": r.seed, "dir": r.run_id} for r in runs],
+    })
+
+
+def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool, log) -> list[str]:
+    from contextlib import ExitStack
+
     from tqdm.auto import tqdm
 
+    from runner.dist import barrier, broadcast
     from runner.train import Job, train
 
     workers = opts.workers if opts.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda"
                                                               else 0)
     held = []
-    bar = tqdm(runs, desc="roadmap", unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(runs, desc="roadmap", unit="run", disable=not (progress and dist.is_main), file=sys.stderr,
+               dynamic_ncols=True)
     for r in bar:
         rd = RunDir(out / r.run_id)
         label = f"{r.spec} (seed {r.seed})"
         bar.set_postfix_str(label, refresh=True)
-        if rd.done:
-            log(f"{label}: done earlier, reused ({rd.read_result().get('val_top1')} top-1)")
-            continue
-        with rd.lock() as mine:
-            if not mine:
+        with ExitStack() as stack:
+            decision = "train"
+            if dist.is_main:  # rank 0 decides, under the run's lock, and every rank follows
+                if rd.done:
+                    decision = "done"
+                elif not stack.enter_context(rd.lock()):
+                    decision = "held"
+                elif rd.done:  # finished by another process between our check and the lock
+                    decision = "done"
+                elif not rd.config.exists():
+                    atomic_write_json(rd.config, config_for(r, info, str(device), opts))
+            decision = broadcast(dist, decision)
+            if decision == "done":
+                log(f"{label}: done earlier, reused ({rd.read_result().get('val_top1')} top-1)")
+                continue
+            if decision == "held":
                 held.append(label)
                 log(f"{label}: another process is training it; skipped")
                 continue
-            if rd.done:  # finished by another process between our check and the lock
-                continue
-            if not rd.config.exists():
-                atomic_write_json(rd.config, config_for(r, info, str(device), opts))
+            barrier(dist)
             job = Job(run_dir=rd, design=r.design, budget=r.budget, seed=r.seed, num_classes=info.num_classes,
                       class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=device,
-                      workers=workers, compile=opts.compile, progress=progress, log=log, label=label)
+                      workers=workers, compile=opts.compile, progress=progress, log=log, label=label, dist=dist)
             result = train(job)
             status = result["status"] if result["status"] != "diverged" else \
                 f"diverged at epoch {result['diverged']['epoch']}"

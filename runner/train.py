@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from roadmap.design import Design
 from roadmap.model import build_model
 from runner import recipes
 from runner.budget import Budget
+from runner.dist import SINGLE, Dist, Shard, ShardedPermutation, all_reduce_sum, barrier
 from runner.store import RunDir, atomic_write_bytes, atomic_write_json
 
 
@@ -60,6 +61,7 @@ class Job:
     progress: bool = True
     log: Callable[[str], None] = print
     label: str = ""
+    dist: Dist = SINGLE
 
 
 def seed_everything(seed: int) -> None:
@@ -73,18 +75,23 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _loaders(job: Job, epoch: int) -> tuple[DataLoader, DataLoader]:
-    recipe, b = job.design.recipe, job.budget
+    """Training batches from a seeded permutation (sharded over ranks), evaluation in order (sharded too)."""
+    recipe, b, d = job.design.recipe, job.budget, job.dist
     train = Transformed(job.train_set, recipes.train_transform(recipe, b.img_size))
     val = Transformed(job.val_set, recipes.eval_transform(recipe, b.img_size))
     batch = min(b.batch_size, len(train))
     if recipe.mixup > 0 or recipe.cutmix > 0:
-        batch -= batch % 2  # timm's batch mixup needs an even batch
-    generator = torch.Generator().manual_seed(epoch_seed(job.seed, epoch))
+        batch -= batch % (2 * d.world)  # timm's batch mixup needs an even batch on every rank
+    if batch % d.world:
+        from roadmap.errors import RoadmapError
+
+        raise RoadmapError(f"--batch-size {batch} (global) does not split evenly over {d.world} processes")
     common = dict(num_workers=job.workers, pin_memory=job.device.type == "cuda", persistent_workers=False)
-    train_loader = DataLoader(
-        train, batch_size=batch, sampler=RandomSampler(train, generator=generator), drop_last=True, **common
-    )
-    val_loader = DataLoader(val, batch_size=min(b.batch_size, 256), sampler=SequentialSampler(val), **common)
+    sampler = ShardedPermutation(len(train), epoch_seed(job.seed, epoch), d.rank, d.world)
+    train_loader = DataLoader(train, batch_size=batch // d.world, sampler=sampler, drop_last=True, **common)
+    # per-rank evaluation batches of size B/w over shards r::w: step k covers the same images as one process
+    val_batch = max(1, min(b.batch_size, 256) // d.world)
+    val_loader = DataLoader(val, batch_size=val_batch, sampler=Shard(len(val), d.rank, d.world), **common)
     return train_loader, val_loader
 
 
@@ -100,12 +107,14 @@ def save_checkpoint(job: Job, state: dict[str, Any]) -> None:
 
 def train(job: Job) -> dict[str, Any]:
     """Train `job` to the end of its budget (resuming if a checkpoint exists); write and return result.json."""
-    recipe, budget, dev = job.design.recipe, job.budget, job.device
+    recipe, budget, dev, main = job.design.recipe, job.budget, job.device, job.dist.is_main
     cuda = dev.type == "cuda"
     seed_everything(job.seed)
     model = build_model(job.design.net, num_classes=job.num_classes).to(dev)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
+    if job.dist.active and recipe.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     train_loader, _ = _loaders(job, 0)
     steps_per_epoch = _limit(len(train_loader), budget.train_batches)
     if steps_per_epoch == 0:
@@ -118,7 +127,11 @@ def train(job: Job) -> dict[str, Any]:
     sched = recipes.scheduler(recipe, opt, steps_per_epoch)
     mix = recipes.targets(recipe, job.num_classes)
     ema = recipes.ema(recipe, model)
-    forward_model = torch.compile(model) if job.compile else model
+    forward_model = model
+    if job.dist.active:
+        forward_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if cuda else None)
+    if job.compile:
+        forward_model = torch.compile(forward_model)
 
     history: list[dict[str, Any]] = []
     start_epoch, updates, wall = 0, 0, 0.0
@@ -129,8 +142,10 @@ def train(job: Job) -> dict[str, Any]:
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
         start_epoch, updates, history, wall = state["epoch"], state["updates"], state["history"], state["wall"]
-        job.log(f"{job.label}: resuming after epoch {start_epoch}/{budget.epochs}")
-    job.run_dir.write_metrics(history)
+        if main:
+            job.log(f"{job.label}: resuming after epoch {start_epoch}/{budget.epochs}")
+    if main:
+        job.run_dir.write_metrics(history)
     sched.step_update(updates)
 
     diverged = None
@@ -140,73 +155,60 @@ def train(job: Job) -> dict[str, Any]:
         seed_everything(epoch_seed(job.seed, epoch))
         train_loader, val_loader = _loaders(job, epoch)
         stats, updates, bad = _train_epoch(
-            job, forward_model, train_loader, opt, sched, mix, ema, updates, steps_per_epoch, epoch
+            job, forward_model, model, train_loader, opt, sched, mix, ema, updates, steps_per_epoch, epoch
         )
         lr = opt.param_groups[0]["lr"]
         if bad:
             diverged = {"epoch": epoch + 1, "lr": lr}
-            job.log(f"{job.label}: loss became NaN/inf in epoch {epoch + 1} (lr {lr:.3g}); marked diverged")
+            if main:
+                job.log(f"{job.label}: loss became NaN/inf in epoch {epoch + 1} (lr {lr:.3g}); marked diverged")
             break
-        last_eval = evaluate(
-            ema.module if ema is not None else forward_model,
-            val_loader,
-            job.num_classes,
-            dev,
-            _limit(len(val_loader), budget.val_batches),
-        )
+        eval_model = ema.module if ema is not None else forward_model
+        last_eval = evaluate(eval_model, val_loader, job.num_classes, dev, _limit(len(val_loader), budget.val_batches),
+                             job.dist)
         seconds = time.perf_counter() - t0
         wall += seconds
-        row = {
-            "epoch": epoch + 1,
-            **stats,
-            **{k: last_eval[k] for k in ("val_loss", "val_top1", "val_top5")},
-            "lr": lr,
-            "seconds": round(seconds, 3),
-        }
+        row = {"epoch": epoch + 1, **stats, **{k: last_eval[k] for k in ("val_loss", "val_top1", "val_top5")},
+               "lr": lr, "seconds": round(seconds, 3)}
         history.append(row)
-        job.run_dir.append_metrics(row)
-        save_checkpoint(
-            job,
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "epoch": epoch + 1,
-                "updates": updates,
-                "history": history,
-                "wall": wall,
-            },
-        )
-        if not job.progress:
-            job.log(
-                f"{job.label}: epoch {epoch + 1}/{budget.epochs} loss {row['train_loss']:.3f} "
-                f"val top-1 {row['val_top1']:.2f} ({row['images_per_s']:.0f} img/s)"
-            )
+        if main:
+            job.run_dir.append_metrics(row)
+            save_checkpoint(job, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                  "ema": ema.state_dict() if ema is not None else None, "epoch": epoch + 1,
+                                  "updates": updates, "history": history, "wall": wall})
+            if not job.progress:
+                job.log(f"{job.label}: epoch {epoch + 1}/{budget.epochs} loss {row['train_loss']:.3f} "
+                        f"val top-1 {row['val_top1']:.2f} ({row['images_per_s']:.0f} img/s)")
 
     result = _result(job, history, last_eval, diverged, wall)
-    atomic_write_json(job.run_dir.result, result)
-    if diverged is None:
-        buffer = io.BytesIO()
-        torch.save((ema.module if ema is not None else model).state_dict(), buffer)
-        atomic_write_bytes(job.run_dir.weights, buffer.getvalue())
-    job.run_dir.checkpoint.unlink(missing_ok=True)
+    if main:
+        atomic_write_json(job.run_dir.result, result)
+        if diverged is None:
+            buffer = io.BytesIO()
+            torch.save((ema.module if ema is not None else model).state_dict(), buffer)
+            atomic_write_bytes(job.run_dir.weights, buffer.getvalue())
+        job.run_dir.checkpoint.unlink(missing_ok=True)
+    barrier(job.dist)
     return result
 
 
-def _train_epoch(job, model, loader, opt, sched, mix, ema, updates, steps, epoch):
-    """One epoch; returns (stats, updates, diverged). Host syncs only every `check_every` steps on CUDA."""
-    recipe, dev = job.design.recipe, job.device
+def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, steps, epoch):
+    """One epoch; returns (stats, updates, diverged). Host syncs only every `check_every` steps on CUDA.
+
+    `model` is what runs forward (maybe DDP-wrapped or compiled), `raw_model` the plain module EMA follows."""
+    recipe, dev, d = job.design.recipe, job.device, job.dist
     cuda = dev.type == "cuda"
     check_every = 25 if cuda else 1
     model.train()
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen, bad = 0, False
+    flag = torch.zeros((), device=dev)
     bar = tqdm(
         total=steps,
         desc=f"{job.label} epoch {epoch + 1}/{job.budget.epochs}",
         leave=False,
-        disable=not job.progress,
+        disable=not (job.progress and d.is_main),
         file=sys.stderr,
         dynamic_ncols=True,
     )
@@ -229,33 +231,39 @@ def _train_epoch(job, model, loader, opt, sched, mix, ema, updates, steps, epoch
         updates += 1
         sched.step_update(updates)
         if ema is not None:
-            ema.update(model, step=updates)
+            ema.update(raw_model, step=updates)
         loss_sum += loss.detach().float()
         correct += (out.detach().argmax(1) == y).sum()
         seen += y.numel()
         if (i + 1) % check_every == 0 or i + 1 == steps:
-            mean = loss_sum.item() / (i + 1)
-            if not math.isfinite(mean):
+            flag.fill_(0.0 if math.isfinite(loss_sum.item()) else 1.0)
+            all_reduce_sum(d, flag)  # every rank stops together when any diverges
+            if flag.item() > 0:
                 bad = True
                 break
+            mean = loss_sum.item() / (i + 1)
             bar.set_postfix(loss=f"{mean:.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
         bar.update(1)
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     bar.close()
-    n = max(1, min(steps, i + 1))
+    n = torch.tensor(float(max(1, min(steps, i + 1)) * d.world), device=dev)
+    seen_t = torch.tensor(float(seen), device=dev)
+    all_reduce_sum(d, loss_sum, correct, seen_t)
     stats = {
-        "train_loss": loss_sum.item() / n,
-        "train_top1": 100.0 * correct.item() / max(1, seen),
-        "images_per_s": seen / max(seconds, 1e-9),
+        "train_loss": loss_sum.item() / n.item(),
+        "train_top1": 100.0 * correct.item() / max(1.0, seen_t.item()),
+        "images_per_s": seen_t.item() / max(seconds, 1e-9),
     }
     return stats, updates, bad or not math.isfinite(stats["train_loss"])
 
 
 @torch.no_grad()
-def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: int) -> dict[str, Any]:
-    """Loss, top-1, top-5 and the confusion matrix on (at most `max_batches` of) the validation set."""
+def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: int,
+             dist: Dist = SINGLE) -> dict[str, Any]:
+    """Loss, top-1, top-5 and the confusion matrix on (at most `max_batches` of) the validation set,
+    summed over the ranks' shards."""
     model.eval()
     cuda = dev.type == "cuda"
     loss_sum = torch.zeros((), device=dev)
@@ -279,7 +287,9 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
         top5 += (pred == y[:, None]).any(1).sum()
         confusion += torch.bincount(y * num_classes + pred[:, 0], minlength=num_classes * num_classes)
         seen += y.numel()
-    seen = max(seen, 1)
+    seen_t = torch.tensor(float(seen), device=dev)
+    all_reduce_sum(dist, loss_sum, top1, top5, confusion, seen_t)
+    seen = max(seen_t.item(), 1.0)
     return {
         "val_loss": loss_sum.item() / seen,
         "val_top1": 100.0 * top1.item() / seen,

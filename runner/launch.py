@@ -1,0 +1,153 @@
+"""Steps in parallel: one `roadmap run` child per run, on the local GPUs or as Slurm jobs through submitit.
+
+The parent plans (and writes plan.json), then starts a child for each run that is not finished; each child
+is an ordinary `roadmap run` restricted to one step and one seed, so it takes the run's lock, resumes from
+its checkpoint and writes its records like any run. Killing one child disturbs no other; running the same
+command again starts only what is missing or unfinished. There is no scheduler of our own: local GPUs are
+filled slot by slot, and Slurm does the rest.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from roadmap.errors import RoadmapError
+from runner.run import PlannedRun, RunOptions, default_out, plan, write_plan
+from runner.store import RunDir, ensure_writable
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    partition: str | None = None
+    account: str | None = None
+    gpus_per_job: int = 1
+    cpus_per_job: int = 8
+    time_min: int = 24 * 60
+    cluster: str | None = None  # None = submitit's choice (slurm when available); "local" runs jobs here
+    wait: bool = True
+
+
+def child_argv(argv: list[str], spec: str, seed: int, device: str | None = None) -> list[str]:
+    """The parent's `roadmap run` arguments, restricted to one run and stripped of launcher options."""
+    drop_with_value = {"--launcher", "--gpus", "--per-gpu", "--steps", "--upto", "--device", "--partition",
+                       "--account", "--gpus-per-job", "--cpus-per-job", "--time-min", "--cluster", "--only-seed",
+                       "--nproc"}
+    drop_flags = {"--no-wait", "--no-branches", "--dry-run"}
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        key = a.split("=", 1)[0]
+        if key in drop_with_value:
+            skip = "=" not in a
+            continue
+        if a in drop_flags or a == "run":
+            continue
+        out.append(a)
+    extra = ["--steps", spec, "--only-seed", str(seed), "--no-report", "--no-plan", "--quiet"]
+    return ["run", *out, *extra, *(["--device", device] if device else [])]
+
+
+def pending(runs: list[PlannedRun], out: Path) -> list[PlannedRun]:
+    """Runs neither finished nor being trained by some process right now."""
+    return [r for r in runs if not RunDir(out / r.run_id).done and not RunDir(out / r.run_id).is_locked()]
+
+
+def _plan_and_write(opts: RunOptions) -> tuple[list[PlannedRun], Path]:
+    from runner.data import load_dataset
+
+    info = load_dataset(opts.dataset, opts.data_dir).info
+    runs = plan(opts, info.name if not info.synthetic else opts.dataset, info.native_size, info.num_classes)
+    out = ensure_writable(Path(opts.out) if opts.out else default_out(opts.dataset))
+    write_plan(out, runs, opts)
+    return runs, out
+
+
+def launch_gpus(opts: RunOptions, argv: list[str], gpus: list[int], per_gpu: int,
+                log: Callable[[str], None] = print) -> Path:
+    """One child per run, `per_gpu` at a time on each of `gpus` (several small runs may share a GPU)."""
+    if not gpus or per_gpu < 1:
+        raise RoadmapError("--launcher gpus needs --gpus 0,1,... and --per-gpu >= 1")
+    runs, out = _plan_and_write(opts)
+    todo = pending(runs, out)
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    slots: dict[tuple[int, int], tuple[subprocess.Popen, PlannedRun] | None] = {
+        (g, k): None for g in gpus for k in range(per_gpu)}
+    log(f"{len(todo)} of {len(runs)} runs to train on GPUs {gpus}, {per_gpu} at a time per GPU")
+    failed = []
+    while todo or any(slots.values()):
+        for slot, job in slots.items():
+            if job is not None and job[0].poll() is not None:
+                proc, r = job
+                ok = proc.returncode == 0 and RunDir(out / r.run_id).done
+                log(f"{r.spec} (seed {r.seed}) on cuda:{slot[0]}: {'finished' if ok else 'FAILED'} "
+                    f"(log: {logs / (r.run_id + '.log')})")
+                if not ok:
+                    failed.append(r)
+                slots[slot] = None
+            if slots[slot] is None and todo:
+                r = todo.pop(0)
+                cmd = [sys.executable, "-m", "roadmap", *child_argv(argv, r.spec, r.seed, f"cuda:{slot[0]}")]
+                with open(logs / f"{r.run_id}.log", "a") as f:
+                    slots[slot] = (subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), r)
+        time.sleep(0.5)
+    _finish(opts, out, failed, log)
+    return out
+
+
+def launch_slurm(opts: RunOptions, argv: list[str], slurm: SlurmOptions, log: Callable[[str], None] = print) -> Path:
+    """One submitit job per run that is missing or unfinished; wait for them unless told not to."""
+    try:
+        import submitit
+    except ImportError:
+        raise RoadmapError("--launcher slurm needs submitit: pip install 'convnext-roadmap[slurm]'") from None
+    runs, out = _plan_and_write(opts)
+    todo = pending(runs, out)
+    executor = submitit.AutoExecutor(folder=out / "submitit", cluster=slurm.cluster)
+    params = dict(timeout_min=slurm.time_min, cpus_per_task=slurm.cpus_per_job, name="roadmap")
+    if executor.cluster == "slurm":
+        params.update(slurm_partition=slurm.partition, slurm_account=slurm.account,
+                      gpus_per_node=slurm.gpus_per_job, tasks_per_node=1)
+    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    jobs = [(executor.submit(run_child, child_argv(argv, r.spec, r.seed)), r) for r in todo]
+    log(f"submitted {len(jobs)} of {len(runs)} runs to {executor.cluster} "
+        f"({len(runs) - len(todo)} finished or running already)")
+    if not slurm.wait:
+        log("not waiting: run the same command again to collect finished jobs and resubmit the missing ones")
+        return out
+    failed = []
+    for job, r in jobs:
+        try:
+            job.result()
+            log(f"{r.spec} (seed {r.seed}): finished (job {job.job_id})")
+        except Exception as e:  # a failed job: its log is in the submitit folder
+            failed.append(r)
+            log(f"{r.spec} (seed {r.seed}): FAILED (job {job.job_id}: {type(e).__name__}); see {out / 'submitit'}")
+    _finish(opts, out, failed, log)
+    return out
+
+
+def run_child(argv: list[str]) -> int:
+    """What a submitit job runs: `roadmap <argv>` in-process."""
+    from roadmap.cli import main
+
+    code = main(argv)
+    if code != 0:
+        raise RuntimeError(f"roadmap {' '.join(argv)} exited with {code}")
+    return code
+
+
+def _finish(opts: RunOptions, out: Path, failed: list[PlannedRun], log: Callable[[str], None]) -> None:
+    if failed:
+        log(f"{len(failed)} run(s) failed; run the same command again to retry them")
+    if opts.report:
+        from reports import build_report
+
+        log(f"report: {build_report(out)}")
