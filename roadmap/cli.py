@@ -132,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         same_epochs=args.same_epochs, train_batches=args.train_batches, val_batches=args.val_batches,
         workers=args.workers, compile=args.compile, progress=False if args.quiet else None,
         report=not args.no_report, command=command_line(argv), write_plan=not args.no_plan, only_seed=args.only_seed,
+        init_from=args.init_from, tracker=args.log,
     )
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # re-run this command under torchrun
         rest = [a for i, a in enumerate(argv) if a != "--nproc" and (i == 0 or argv[i - 1] != "--nproc")
@@ -154,6 +155,19 @@ def cmd_run(args: argparse.Namespace) -> None:
             cpus_per_job=args.cpus_per_job, time_min=args.time_min, cluster=args.cluster, wait=not args.no_wait))
 
 
+def cmd_ablate(args: argparse.Namespace) -> None:
+    from steps import get_regime
+
+    regime = get_regime(args.regime)
+    final = regime.get_step(args.final).name
+    path = regime.path_to(final)
+    args.steps = ",".join([final] + [f"{final}-{s.name}" for s in path[1:] if s.name != final])
+    if args.out is None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in args.dataset)
+        args.out = f"runs/{safe}-ablation"
+    cmd_run(args)
+
+
 def cmd_results(args: argparse.Namespace) -> None:
     from reports import results_table
 
@@ -166,16 +180,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(build_report(args.dir, classes_step=args.classes))
 
 
-def _add_run(sub) -> None:
-    from runner.budget import PRESETS
-
-    p = sub.add_parser(
-        "run", help="train the roadmap (every step up to --upto) and write the report", epilog=EPILOG,
-        description="Train every model of the roadmap up to a step, one after another. Finished runs are reused, "
-        "unfinished ones resume: run the same command again after an interruption.",
-    )
-    p.add_argument("--upto", metavar="STEP", help="train the roadmap up to this step (default: all of it)")
-    p.add_argument("--steps", metavar="A,B,...", help="train exactly these specs, e.g. convnext_tiny-layer_norm")
+def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
+    """The options `run` and `ablate` share."""
     p.add_argument("--dataset", default="fashion-mnist",
                    help="imagenette[-320|-full], imagewoof[...], cifar10, cifar100, tiny-imagenet, fashion-mnist, "
                    "folder:PATH, synthetic[:classes=10,size=32,...] (default: fashion-mnist)")
@@ -192,7 +198,7 @@ def _add_run(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a design or recipe field for every step, e.g. --set drop_path_rate=0 "
                    "--set recipe.lr=0.002 (see `roadmap show STEP` for the fields)")
-    p.add_argument("--no-branches", action="store_true", help="skip the kernel 5/9/11 branches")
+    p.add_argument("--no-branches", action="store_true", help="skip the kernel 5/9/11 branches (run only)")
     _add_regime(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan (params, GFLOPs, cost, status) and stop")
     p.add_argument("--train-batches", type=int, metavar="N", help="at most N training batches per epoch (0 = all)")
@@ -201,6 +207,11 @@ def _add_run(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch instead)")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument("--init-from", metavar="PATH",
+                   help="fine-tune from a torchvision ResNet-50 or timm/official ConvNeXt checkpoint with the paper's "
+                   "fine-tuning recipe (AdamW 5e-5, layer decay 0.8, no mixup/cutmix, head init 0.001)")
+    p.add_argument("--log", choices=["tensorboard", "wandb"],
+                   help="also log each epoch to TensorBoard or Weights & Biases (imported only when asked for)")
     g = p.add_argument_group("scale-out (see the README's multi-GPU and Slurm section)")
     g.add_argument("--nproc", type=positive_int, default=1,
                    help="data-parallel processes per step (runs this command under torchrun; --batch-size is global)")
@@ -218,7 +229,31 @@ def _add_run(sub) -> None:
     g.add_argument("--cluster", choices=["slurm", "local", "debug"], help=argparse.SUPPRESS)
     p.add_argument("--only-seed", type=int, help=argparse.SUPPRESS)  # a launcher's child: one seed
     p.add_argument("--no-plan", action="store_true", help=argparse.SUPPRESS)  # a launcher's child: no plan.json
+
+
+def _add_run(sub) -> None:
+    from runner.budget import PRESETS
+
+    p = sub.add_parser(
+        "run", help="train the roadmap (every step up to --upto) and write the report", epilog=EPILOG,
+        description="Train every model of the roadmap up to a step, one after another. Finished runs are reused, "
+        "unfinished ones resume: run the same command again after an interruption.",
+    )
+    p.add_argument("--upto", metavar="STEP", help="train the roadmap up to this step (default: all of it)")
+    p.add_argument("--steps", metavar="A,B,...", help="train exactly these specs, e.g. convnext_tiny-layer_norm")
+    _add_run_options(p, PRESETS)
     p.set_defaults(func=cmd_run, argv=None)
+
+    p = sub.add_parser(
+        "ablate", help="leave-one-out study: the final model without each of its steps", epilog=EPILOG,
+        description="Train the final model (default convnext_tiny) and, for every step on its path, the same model "
+        "without that step (specs like convnext_tiny-layer_norm). The report shows what removing each step costs, "
+        "against the seed-to-seed spread (use --seeds 3 or more).",
+    )
+    p.add_argument("--final", default="separate_downsampling", metavar="STEP",
+                   help="the model to ablate (default: separate_downsampling = convnext_tiny)")
+    _add_run_options(p, PRESETS)
+    p.set_defaults(func=cmd_ablate, argv=None, upto=None, steps=None)
 
     p = sub.add_parser("results", help="the table of a result directory")
     p.add_argument("dir", help="a result directory (the --out of `roadmap run`)")

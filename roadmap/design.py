@@ -181,6 +181,9 @@ class Recipe:
     ema: bool = _doc("keep an exponential moving average of the weights and evaluate it", False)
     ema_decay: float = _doc("EMA decay per step", 0.9999)
     grad_clip: float | None = _doc("gradient norm clipping; null = none", None)
+    layer_decay: float | None = _doc(
+        "layer-wise lr decay: each block's lr is this times the next one's (fine-tuning: 0.7-0.8); null = none", None
+    )
     train_augment: bool = _doc(
         "augment training images; false = the evaluation transform only (debugging, exactness tests)", True
     )
@@ -455,6 +458,7 @@ def _validate_recipe(r: Recipe) -> None:
     need(0 < r.eval_crop_pct <= 1, "eval_crop_pct must be in (0, 1]")
     need(r.train_interpolation in ("bilinear", "bicubic") and r.eval_interpolation in ("bilinear", "bicubic"),
          "interpolations are 'bilinear' or 'bicubic'")
+    need(r.layer_decay is None or 0 < r.layer_decay <= 1, "layer_decay must be in (0, 1] or null")
     if r.rand_augment is not None:
         need(r.rand_augment.startswith("rand-"), f"rand_augment is a timm string like 'rand-m9-mstd0.5-inc1', "
              f"got {r.rand_augment!r}")
@@ -489,3 +493,26 @@ MODERN_RECIPE = Recipe(
     eval_interpolation="bicubic",
 )
 """The paper's recipe (Table 5) as used for the roadmap, i.e. without EMA."""
+
+FINETUNE_RECIPE = Recipe(
+    name="finetune",
+    optimizer=Optimizer.ADAMW,
+    lr=5e-5,
+    lr_batch=512,
+    batch_size=512,
+    weight_decay=1e-8,
+    decay_1d=False,
+    epochs=30,
+    warmup_epochs=0,
+    schedule=Schedule.COSINE,
+    rand_augment="rand-m9-mstd0.5-inc1",
+    mixup=0.0,
+    cutmix=0.0,
+    random_erasing=0.25,
+    label_smoothing=0.1,
+    layer_decay=0.8,
+    train_interpolation="bicubic",
+    eval_interpolation="bicubic",
+)
+"""The paper's fine-tuning setting (Table 6): AdamW lr 5e-5 at batch 512, weight decay 1e-8, 30 epochs, cosine,
+no warmup, layer-wise lr decay 0.8, no mixup or cutmix; the head starts at 0.001 of its usual init scale."""

@@ -196,6 +196,17 @@ class RoadmapNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     # timm-style helpers, so timm's scripts and fine-tuning code can use these models
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter groups for timm's layer-wise lr decay: stem first, then each block (or stage), head last."""
+        return {
+            "stem": r"^stem",
+            "blocks": r"^stages\.(\d+)" if coarse else [
+                (r"^stages\.(\d+)\.downsample", (0,)),
+                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
+            ],
+        }
+
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 

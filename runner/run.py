@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from roadmap.complexity import count
-from roadmap.design import Design, Network, Recipe, parse_value
+from roadmap.design import FINETUNE_RECIPE, Design, Network, Recipe, parse_value
 from roadmap.errors import RoadmapError
 from runner.budget import Budget, apply_budget, get_preset, make_budget, stem_stride_for
 from runner.store import RunDir, atomic_write_json, ensure_writable, read_json, run_id
@@ -55,6 +55,8 @@ class RunOptions:
     report: bool = True
     write_plan: bool = True  # False for a launcher's child process: the parent owns plan.json
     only_seed: int | None = None  # a launcher's child trains one seed
+    init_from: str | None = None  # fine-tune from these weights with the paper's fine-tuning recipe
+    tracker: str | None = None  # --log tensorboard|wandb
     command: str = ""
 
 
@@ -153,9 +155,14 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
         raise RoadmapError(f"--img-size must be positive, got {img_size}")
     net_sets, recipe_sets = parse_sets(opts.sets)
     regime = get_regime(opts.regime)
+    init = _init_identity(opts.init_from)
     runs = []
     for spec in select_steps(opts.upto, opts.steps, opts.branches, regime):
-        design = _adapt(regime.compose(regime.parse_spec(spec)), preset, img_size, net_sets, recipe_sets)
+        design = regime.compose(regime.parse_spec(spec))
+        if init:  # paper Table 6: the fine-tuning recipe, and a head that starts near zero
+            design = dataclasses.replace(design, recipe=FINETUNE_RECIPE,
+                                         net=dataclasses.replace(design.net, head_init_scale=0.001))
+        design = _adapt(design, preset, img_size, net_sets, recipe_sets)
         budget = make_budget(design.recipe, preset, img_size, opts.epochs, opts.batch_size, opts.same_epochs,
                              opts.train_batches, opts.val_batches)
         design = apply_budget(design, budget)
@@ -163,9 +170,20 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
         for seed in range(opts.seeds) if opts.only_seed is None else [opts.only_seed]:
             budget_id = {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("preset", "epochs_rule")}
             identity = {"design": design.to_dict(), "dataset": dataset_key, "img_size": img_size, "seed": seed,
-                        "budget": budget_id, "code_version": code_version()}
+                        "budget": budget_id, "code_version": code_version(), **({"init_from": init} if init else {})}
             runs.append(PlannedRun(spec, seed, design, budget, run_id(spec, seed, identity), identity))
     return runs
+
+
+def _init_identity(path: str | None) -> dict[str, Any] | None:
+    """What identifies the weights a fine-tuning run starts from: their path and size."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise RoadmapError(f"--init-from {path!r} does not exist: pass a torchvision ResNet-50 or timm/official "
+                           "ConvNeXt checkpoint file")
+    return {"path": str(p.resolve()), "bytes": p.stat().st_size}
 
 
 def _adapt(design: Design, preset, img_size: int, net_sets: dict, recipe_sets: dict) -> Design:
@@ -359,7 +377,8 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
             barrier(dist)
             job = Job(run_dir=rd, design=r.design, budget=r.budget, seed=r.seed, num_classes=info.num_classes,
                       class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=device,
-                      workers=workers, compile=opts.compile, progress=progress, log=log, label=label, dist=dist)
+                      workers=workers, compile=opts.compile, progress=progress, log=log, label=label, dist=dist,
+                      init_from=opts.init_from, tracker=opts.tracker)
             result = train(job)
             status = result["status"] if result["status"] != "diverged" else \
                 f"diverged at epoch {result['diverged']['epoch']}"

@@ -62,6 +62,8 @@ class Job:
     log: Callable[[str], None] = print
     label: str = ""
     dist: Dist = SINGLE
+    init_from: str | None = None  # weights to start from (fine-tuning)
+    tracker: str | None = None  # "tensorboard" or "wandb": mirror each epoch's metrics there
 
 
 def seed_everything(seed: int) -> None:
@@ -99,6 +101,30 @@ def _limit(n: int, limit: int) -> int:
     return n if limit <= 0 else min(n, limit)
 
 
+def load_pretrained(model: torch.nn.Module, path: str, log: Callable[[str], None], label: str) -> None:
+    """Load converted weights strictly; only a classifier of another class count is left at its new init."""
+    from roadmap.errors import RoadmapError
+    from roadmap.weights import load_checkpoint
+
+    weights = load_checkpoint(path)
+    own = model.state_dict()
+    fresh = [k for k in ("head.fc.weight", "head.fc.bias") if k in weights and k in own
+             and weights[k].shape != own[k].shape]
+    for k in fresh:
+        del weights[k]
+    bad = [k for k, v in weights.items() if k in own and v.shape != own[k].shape]
+    if bad:
+        raise RoadmapError(f"--init-from {path}: the shape of {bad[0]} differs from this step's network; fine-tune "
+                           "the step (and size) the weights were trained for")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if set(missing) - set(fresh) or unexpected:
+        wrong = sorted(set(missing) - set(fresh)) + sorted(unexpected)
+        raise RoadmapError(f"--init-from {path}: the weights do not fit this step's network ({len(wrong)} tensors "
+                           f"differ, e.g. {wrong[0]}); fine-tune the step they were trained for")
+    note = f", classifier re-initialized for {own['head.fc.weight'].shape[0]} classes" if fresh else ""
+    log(f"{label}: loaded {len(weights)} tensors from {path}{note}")
+
+
 def save_checkpoint(job: Job, state: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -113,6 +139,8 @@ def train(job: Job) -> dict[str, Any]:
     model = build_model(job.design.net, num_classes=job.num_classes).to(dev)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
+    if job.init_from and not job.run_dir.checkpoint.exists():
+        load_pretrained(model, job.init_from, job.log if main else (lambda _: None), job.label)
     if job.dist.active and recipe.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     train_loader, _ = _loaders(job, 0)
@@ -148,6 +176,11 @@ def train(job: Job) -> dict[str, Any]:
         job.run_dir.write_metrics(history)
     sched.step_update(updates)
 
+    tracker = None
+    if main and job.tracker:
+        from runner.tracking import make_tracker
+
+        tracker = make_tracker(job.tracker, job.run_dir.root, job.run_dir.root.name, job.design.to_dict())
     diverged = None
     last_eval: dict[str, Any] = {}
     for epoch in range(start_epoch, budget.epochs):
@@ -173,6 +206,8 @@ def train(job: Job) -> dict[str, Any]:
         history.append(row)
         if main:
             job.run_dir.append_metrics(row)
+            if tracker is not None:
+                tracker.log_epoch(row)
             save_checkpoint(job, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                   "ema": ema.state_dict() if ema is not None else None, "epoch": epoch + 1,
                                   "updates": updates, "history": history, "wall": wall})
@@ -181,6 +216,8 @@ def train(job: Job) -> dict[str, Any]:
                         f"val top-1 {row['val_top1']:.2f} ({row['images_per_s']:.0f} img/s)")
 
     result = _result(job, history, last_eval, diverged, wall)
+    if tracker is not None:
+        tracker.close()
     if main:
         atomic_write_json(job.run_dir.result, result)
         if diverged is None:
