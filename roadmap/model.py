@@ -80,30 +80,68 @@ class Shortcut(nn.Sequential):
         ))
 
 
+class ChannelsLast(nn.Module):
+    """NCHW -> NHWC view: the 1x1 convs after a leading kxk conv run as Linear layers on channels-last tensors."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
+class ChannelsFirst(nn.Module):
+    """NHWC -> NCHW view (the memory stays channels-last)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2)
+
+
+class BatchNormLast(nn.BatchNorm1d):
+    """BatchNorm over the last dimension of an NHWC tensor (same parameters and buffers as BatchNorm2d)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).view(x.shape)
+
+
+def make_norm_last(kind: Norm, channels: int) -> nn.Module:
+    return BatchNormLast(channels) if kind is Norm.BATCH else nn.LayerNorm(channels, eps=1e-6)
+
+
 class Block(nn.Module):
     """A residual block: three convs (kxk, 1x1, 1x1) in the design's order, norms and activations where the
-    design puts them, optional layer scale and stochastic depth, then the shortcut sum."""
+    design puts them, optional layer scale and stochastic depth, then the shortcut sum.
+
+    When the kxk conv comes first (paper 2.5), everything after it is pointwise and runs channels-last, the 1x1
+    convs as Linear layers, as in ConvNeXt's own code: the same computation, laid out for speed."""
 
     def __init__(self, net: Network, shape: BlockShape, drop_path: float):
         super().__init__()
         first = net.spatial_position is SpatialPosition.FIRST
-        order = (Site.SPATIAL, Site.PW1, Site.PW2) if first else (Site.PW1, Site.SPATIAL, Site.PW2)
         c_spatial = shape.spatial_channels
         groups = 1 if net.group_width is None else c_spatial // net.group_width
-        convs = {
-            Site.SPATIAL: lambda bias: conv(c_spatial, c_spatial, net.kernel_size, shape.stride, groups, bias=bias),
-            Site.PW1: lambda bias: conv(shape.d_in, shape.mid, 1, bias=bias),
-            Site.PW2: lambda bias: conv(shape.mid, shape.d_out, 1, bias=bias),
-        }
-        out_channels = {Site.SPATIAL: c_spatial, Site.PW1: shape.mid, Site.PW2: shape.d_out}
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        for site in order:
+
+        def add(site: Site, make_layer, channels: int, last: bool) -> None:
             has_norm = site in net.norm_after
-            layers[f"conv_{site}"] = convs[site](_conv_bias(net, has_norm))
+            layers[f"conv_{site}"] = make_layer(_conv_bias(net, has_norm))
             if has_norm:
-                layers[f"norm_{site}"] = make_norm(net.norm, out_channels[site])
+                layers[f"norm_{site}"] = (make_norm_last if last else make_norm)(net.norm, channels)
             if site in net.act_after:
                 layers[f"act_{site}"] = make_act(net.act)
+
+        spatial = lambda bias: conv(c_spatial, c_spatial, net.kernel_size, shape.stride, groups, bias=bias)
+        if first:
+            layers["conv_spatial"] = spatial(_conv_bias(net, Site.SPATIAL in net.norm_after))
+            layers["to_channels_last"] = ChannelsLast()
+            if Site.SPATIAL in net.norm_after:
+                layers["norm_spatial"] = make_norm_last(net.norm, c_spatial)
+            if Site.SPATIAL in net.act_after:
+                layers["act_spatial"] = make_act(net.act)
+            add(Site.PW1, lambda bias: nn.Linear(shape.d_in, shape.mid, bias=bias), shape.mid, last=True)
+            add(Site.PW2, lambda bias: nn.Linear(shape.mid, shape.d_out, bias=bias), shape.d_out, last=True)
+            layers["to_channels_first"] = ChannelsFirst()
+        else:
+            add(Site.PW1, lambda bias: conv(shape.d_in, shape.mid, 1, bias=bias), shape.mid, last=False)
+            add(Site.SPATIAL, spatial, c_spatial, last=False)
+            add(Site.PW2, lambda bias: conv(shape.mid, shape.d_out, 1, bias=bias), shape.d_out, last=False)
         self.branch = nn.Sequential(layers)
         self.layer_scale = LayerScale2d(shape.d_out, net.layer_scale) if net.layer_scale else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -162,23 +200,23 @@ class RoadmapNet(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """torchvision's ResNet init or ConvNeXt's trunc-normal init, then the head scale."""
+        """torchvision's ResNet init or ConvNeXt's trunc-normal init, then the head scale.
+
+        The blocks' Linear layers are 1x1 convs laid out channels-last and are initialized as such; only the
+        classifier keeps nn.Linear's own default under the ResNet init, as torchvision does."""
         net = self.network
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                if net.init is Init.KAIMING:
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                else:
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                if net.init is Init.TRUNC_NORMAL:
                     trunc_normal_(m.weight, std=0.02)
+                elif m is self.head.fc:
+                    m.reset_parameters()
+                    continue
+                else:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                if net.init is Init.KAIMING:  # nn.Linear's own default, which torchvision keeps
-                    m.reset_parameters()
-                else:
-                    trunc_normal_(m.weight, std=0.02)
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
+            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.LayerNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if isinstance(self.head.fc, nn.Linear) and net.head_init_scale != 1.0:

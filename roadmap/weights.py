@@ -6,7 +6,7 @@
     sd = from_timm_convnext(timm.create_model("convnext_tiny", pretrained=True).state_dict())
     build_model("convnext_tiny").load_state_dict(sd)         # also takes the official ConvNeXt checkpoints
 
-Each converter renames keys (and turns timm's Linear 1x1 weights into conv weights); it never changes a value.
+Each converter renames keys; it never changes a value or a shape (our ConvNeXt blocks use Linear 1x1 layers too).
 """
 
 from __future__ import annotations
@@ -72,8 +72,6 @@ def _rename(state_dict: Mapping[str, torch.Tensor], rules: list, source: str) ->
                 break
         else:
             raise RoadmapError(f"unexpected key {key!r} in a {source} state_dict: is this the right converter?")
-        if new.endswith(".weight") and ".conv_pw" in new and value.ndim == 2:  # timm/official Linear -> 1x1 conv
-            value = value[:, :, None, None]
         out[new] = value
     return out
 

@@ -21,9 +21,11 @@ from roadmap.model import build_model
 from steps import canonical, design_for
 
 # Our step -> the reference implementation of the same network
-REFERENCES: dict[str, tuple[str, Callable[[], nn.Module]]] = {
-    "resnet50": ("torchvision resnet50", lambda: __import__("torchvision").models.resnet50()),
-    "separate_downsampling": ("timm convnext_tiny", lambda: __import__("timm").create_model("convnext_tiny")),
+REFERENCES: dict[str, tuple[str, Callable[[float], nn.Module]]] = {
+    "resnet50": ("torchvision resnet50", lambda drop_path: __import__("torchvision").models.resnet50()),
+    "separate_downsampling": ("timm convnext_tiny",
+                              lambda drop_path: __import__("timm").create_model("convnext_tiny",
+                                                                                drop_path_rate=drop_path)),
 }
 
 # Dense bf16 peak TFLOP/s of known accelerators (vendor datasheets), for model FLOP utilization
@@ -55,7 +57,10 @@ def _time(fn: Callable[[], None], iters: int, dev: torch.device) -> float:
 
 def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters: int = 5, warmup: int = 2,
           rounds: int = 3, references: bool = True, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Images/s for training (forward, backward, SGD step) and evaluation, per model, median over rounds."""
+    """Images/s for training (forward, backward, SGD step) and evaluation, per model.
+
+    Every timed step of one model is followed by one of each other model (the order alternates every round),
+    so slow drifts of a noisy machine hit all models alike; each number is the median over all steps."""
     cuda = dev.type == "cuda"
     entries: list[Entry] = []
     for spec in specs:
@@ -64,47 +69,41 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
         entries.append(Entry(name, build_model(net), count(net, img_size).gflops, [], []))
         if references and name in REFERENCES:
             label, make = REFERENCES[name]
-            entries.append(Entry(label, make(), count(net, img_size).gflops, [], []))
+            # the same stochastic depth as ours, so both pay for the same work
+            entries.append(Entry(label, make(net.drop_path_rate), count(net, img_size).gflops, [], []))
     x = torch.randn(batch, 3, img_size, img_size, device=dev)
     y = torch.randint(0, 1000, (batch,), device=dev)
     if cuda:
         x = x.contiguous(memory_format=torch.channels_last)
-    memory: dict[str, float] = {}
 
-    def steps_for(e: Entry):
+    steps = {}
+    for e in entries:
         model = e.model.to(dev)
         if cuda:
             model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        steps[e.name] = (_train_step(model, opt, x, y, cuda), _eval_step(model, x, cuda))
 
-        def train_step() -> None:
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        @torch.no_grad()
-        def eval_step() -> None:
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
-                model(x)
-
-        return model, train_step, eval_step
-
+    memory: dict[str, float] = {}
+    for e in entries:  # warm up (allocations, kernel selection) and read the peak memory of a training step
+        model = e.model.train()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
+        _time(steps[e.name][0], warmup, dev)
+        if cuda:
+            memory[e.name] = torch.cuda.max_memory_allocated(dev) / 2**30
+        e.model.eval()
+        _time(steps[e.name][1], 1, dev)
     for r in range(rounds):
-        for e in entries if r % 2 == 0 else entries[::-1]:  # alternate the order: no model always goes first
-            model, train_step, eval_step = steps_for(e)
-            model.train()
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(dev)
-            _time(train_step, warmup if r == 0 else 1, dev)
-            e.train.append(batch * iters / _time(train_step, iters, dev))
-            if cuda:
-                memory[e.name] = torch.cuda.max_memory_allocated(dev) / 2**30
-            model.eval()
-            _time(eval_step, 1, dev)
-            e.eval.append(batch * iters / _time(eval_step, iters, dev))
-            e.model = model.cpu() if cuda and len(entries) > 4 else model
+        order = entries if r % 2 == 0 else entries[::-1]
+        for _ in range(iters):
+            for e in order:
+                e.model.train()
+                e.train.append(batch / _time(steps[e.name][0], 1, dev))
+        for _ in range(iters):
+            for e in order:
+                e.model.eval()
+                e.eval.append(batch / _time(steps[e.name][1], 1, dev))
         log(f"round {r + 1}/{rounds} done")
 
     peak = next((v for k, v in PEAK_TFLOPS.items() if cuda and k in torch.cuda.get_device_name(dev)), None)
@@ -123,3 +122,24 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
                 row["MFU %"] = round(100 * train * 3 * 2 * e.gflops * 1e9 / (peak * 1e12), 1)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                cuda: bool) -> Callable[[], None]:
+    def step() -> None:
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _eval_step(model: nn.Module, x: torch.Tensor, cuda: bool) -> Callable[[], None]:
+    @torch.no_grad()
+    def step() -> None:
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=cuda):
+            model(x)
+
+    return step
