@@ -124,6 +124,17 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
     return pd.DataFrame(rows)
 
 
+IMAGENETTE_160 = (9469, 3925)  # train / val images
+
+
+def projected_minutes(df: pd.DataFrame, epochs: int = 100, sizes: tuple[int, int] = IMAGENETTE_160) -> float:
+    """Wall time of training every benchmarked roadmap model (references excluded) for `epochs` epochs with one
+    evaluation per epoch, from the measured model throughput alone (data loading not included)."""
+    ours = df[~df["model"].isin([label for label, _ in REFERENCES.values()])]
+    seconds = (epochs * sizes[0] / ours["train img/s"] + epochs * sizes[1] / ours["eval img/s"]).sum()
+    return float(seconds / 60)
+
+
 def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                 cuda: bool) -> Callable[[], None]:
     def step() -> None:

@@ -57,6 +57,7 @@ class RunOptions:
     only_seed: int | None = None  # a launcher's child trains one seed
     init_from: str | None = None  # fine-tune from these weights with the paper's fine-tuning recipe
     tracker: str | None = None  # --log tensorboard|wandb
+    data_path: str = "auto"  # auto | loader | device (see runner.gpu_data)
     command: str = ""
 
 
@@ -325,6 +326,40 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
     return out
 
 
+def choose_data_path(mode: str, splits, device, dist, workers: int, log) -> tuple | None:
+    """The device-resident data path (images on the device, augmented there) or the CPU DataLoader.
+
+    auto: the device path on CUDA for data sets held in memory that take at most half the free GPU memory,
+    one process; loader: always the DataLoader; device: the device path or a clear error (works on CPU too)."""
+    from runner.gpu_data import DeviceDataset
+
+    def loader(reason: str) -> None:
+        log(f"data path: CPU DataLoader ({workers} worker processes){reason}")
+
+    if mode not in ("auto", "loader", "device"):
+        raise RoadmapError(f"unknown --data-path {mode!r}: use auto, loader or device")
+    if mode == "loader" or (mode == "auto" and device.type != "cuda"):
+        return loader("")
+    if dist.active:
+        if mode == "device":
+            raise RoadmapError("--data-path device does not shard over processes yet; use --data-path loader")
+        return loader(" (the device path runs in one process)")
+    train, val = DeviceDataset.from_dataset(splits.train, device), DeviceDataset.from_dataset(splits.val, device)
+    if train is None or val is None:
+        if mode == "device":
+            raise RoadmapError(f"{splits.info.name} is not held in memory as arrays; use --data-path loader")
+        return loader(" (this data set is read from files)")
+    size = train.nbytes() + val.nbytes()
+    if device.type == "cuda" and mode == "auto":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        if size > free / 2:
+            return loader(f" (the images, {size / 2**30:.1f} GiB, would take over half the free GPU memory)")
+    log(f"data path: images held on {device} ({size / 2**20:.0f} MiB as uint8) and augmented there, batched")
+    return train, val
+
+
 def _silent(_: str) -> None:
     """The log of ranks other than 0."""
 
@@ -348,6 +383,7 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
 
     workers = opts.workers if opts.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda"
                                                               else 0)
+    device_data = choose_data_path(opts.data_path, splits, device, dist, workers, log)
     held = []
     bar = tqdm(runs, desc="roadmap", unit="run", disable=not (progress and dist.is_main), file=sys.stderr,
                dynamic_ncols=True)
@@ -378,7 +414,7 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
             job = Job(run_dir=rd, design=r.design, budget=r.budget, seed=r.seed, num_classes=info.num_classes,
                       class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=device,
                       workers=workers, compile=opts.compile, progress=progress, log=log, label=label, dist=dist,
-                      init_from=opts.init_from, tracker=opts.tracker)
+                      init_from=opts.init_from, tracker=opts.tracker, device_data=device_data)
             result = train(job)
             status = result["status"] if result["status"] != "diverged" else \
                 f"diverged at epoch {result['diverged']['epoch']}"

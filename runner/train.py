@@ -64,6 +64,7 @@ class Job:
     dist: Dist = SINGLE
     init_from: str | None = None  # weights to start from (fine-tuning)
     tracker: str | None = None  # "tensorboard" or "wandb": mirror each epoch's metrics there
+    device_data: tuple[Any, Any] | None = None  # (train, val) DeviceDatasets: augment on the device (gpu_data)
 
 
 def seed_everything(seed: int) -> None:
@@ -76,9 +77,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def _loaders(job: Job, epoch: int) -> tuple[DataLoader, DataLoader]:
-    """Training batches from a seeded permutation (sharded over ranks), evaluation in order (sharded too)."""
+def _loaders(job: Job, epoch: int):
+    """Training batches from a seeded permutation (sharded over ranks), evaluation in order (sharded too).
+
+    With `device_data`, both come from the device-resident path instead (images never leave the device)."""
     recipe, b, d = job.design.recipe, job.budget, job.dist
+    if job.device_data is not None:
+        return _device_loaders(job, epoch)
     train = Transformed(job.train_set, recipes.train_transform(recipe, b.img_size))
     val = Transformed(job.val_set, recipes.eval_transform(recipe, b.img_size))
     batch = min(b.batch_size, len(train))
@@ -95,6 +100,22 @@ def _loaders(job: Job, epoch: int) -> tuple[DataLoader, DataLoader]:
     val_batch = max(1, min(b.batch_size, 256) // d.world)
     val_loader = DataLoader(val, batch_size=val_batch, sampler=Shard(len(val), d.rank, d.world), **common)
     return train_loader, val_loader
+
+
+def _device_loaders(job: Job, epoch: int):
+    from runner.gpu_data import DeviceLoader, GpuAugment, GpuEval
+
+    recipe, b, dev = job.design.recipe, job.budget, job.device
+    train_data, val_data = job.device_data
+    batch = min(b.batch_size, len(train_data))
+    if recipe.mixup > 0 or recipe.cutmix > 0:
+        batch -= batch % 2
+    augment = GpuAugment(recipe, b.img_size, job.num_classes, dev) if recipe.train_augment else GpuEval(
+        recipe, b.img_size, dev)
+    train = DeviceLoader(train_data, batch, augment, shuffle=True, drop_last=True, seed=job.seed, epoch=epoch)
+    val = DeviceLoader(val_data, min(b.batch_size, 256), GpuEval(recipe, b.img_size, dev), shuffle=False,
+                       drop_last=False, seed=job.seed, epoch=epoch)
+    return train, val
 
 
 def _limit(n: int, limit: int) -> int:
@@ -154,6 +175,8 @@ def train(job: Job) -> dict[str, Any]:
     opt = recipes.optimizer(recipe, model, budget.lr)
     sched = recipes.scheduler(recipe, opt, steps_per_epoch)
     mix = recipes.targets(recipe, job.num_classes)
+    if job.device_data is not None:  # the device pipeline mixes batches itself; keep the loss that fits
+        mix = recipes.Targets(None, mix.loss)
     ema = recipes.ema(recipe, model)
     forward_model = model
     if job.dist.active:
@@ -270,7 +293,8 @@ def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, s
         if ema is not None:
             ema.update(raw_model, step=updates)
         loss_sum += loss.detach().float()
-        correct += (out.detach().argmax(1) == y).sum()
+        hard = y if y.ndim == 1 else y.argmax(1)  # soft targets from the device pipeline: their main class
+        correct += (out.detach().argmax(1) == hard).sum()
         seen += y.numel()
         if (i + 1) % check_every == 0 or i + 1 == steps:
             flag.fill_(0.0 if math.isfinite(loss_sum.item()) else 1.0)

@@ -231,3 +231,30 @@ def test_smoke_preset_completes_the_whole_roadmap_and_learns(tmp_path, dataset):
     top1 = [r["val_top1"] for r in res.values()]
     assert min(top1) > 15 and sum(top1) / len(top1) > 25, top1  # chance is 10 %
     assert (out / "report.md").read_text().splitlines()[0].lower().count("mean nothing") == 1
+
+
+def test_device_data_path_trains_and_resumes_like_itself(tmp_path, capsys):
+    """The device-resident path (images as uint8 tensors, batched augmentation) on CPU tensors: it trains, says
+    so, and is reproducible from its seed (the same run twice gives the same numbers)."""
+    args = [*SMALL, "--steps", "convnext_tiny", "--epochs", "2", "--train-batches", "3", "--val-batches", "1",
+            "--data-path", "device"]
+    code, text, err = cli(capsys, "run", *args, "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    assert "data path: images held on cpu" in text
+    cli(capsys, "run", *args, "--out", str(tmp_path / "b"))
+    a, b = results(tmp_path / "a")["separate_downsampling"], results(tmp_path / "b")["separate_downsampling"]
+    for key in ("val_top1", "val_top5", "train_top1", "per_class", "status"):
+        assert a[key] == b[key], key
+
+
+def test_device_data_path_needs_in_memory_data(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (folder / split / c).mkdir(parents=True)
+            Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / split / c / "x.png")
+    code, _, err = cli(capsys, "run", "--dataset", f"folder:{folder}", "--preset", "smoke", "--data-path", "device",
+                       "--steps", "resnet50", "--out", str(tmp_path / "o"))
+    assert code == 2 and "--data-path loader" in err
