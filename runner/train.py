@@ -118,6 +118,12 @@ def _device_loaders(job: Job, epoch: int):
     return train, val
 
 
+def to_device(x: torch.Tensor, y: torch.Tensor, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch on the device; channels-last images on CUDA (what cuDNN's fastest kernels want)."""
+    x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+    return (x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x), y
+
+
 def _limit(n: int, limit: int) -> int:
     return n if limit <= 0 else min(n, limit)
 
@@ -276,9 +282,7 @@ def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, s
     for i, (x, y) in enumerate(loader):
         if i >= steps:
             break
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = to_device(x, y, dev)
         xm, ym = mix(x, y)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
             out = model(xm)
@@ -336,9 +340,7 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
     for i, (x, y) in enumerate(loader):
         if i >= max_batches:
             break
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = to_device(x, y, dev)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
             out = model(x)
         out = out.float()

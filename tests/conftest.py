@@ -11,3 +11,19 @@ os.environ.setdefault("ROADMAP_QUIET", "1")
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the `roadmap` CLI in-process: (exit code, stdout, stderr), argparse exits included."""
+    from roadmap.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(argv))
+        except SystemExit as e:
+            code = e.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -7,21 +7,11 @@ import tempfile
 import pytest
 import torch
 
-from roadmap.cli import main
 from runner.train import load_pretrained
 
 
-def cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_ablate_plans_the_full_model_and_each_step_left_out(tmp_path, capsys):
-    code, out, _ = cli(capsys, "ablate", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--dry-run",
+def test_ablate_plans_the_full_model_and_each_step_left_out(tmp_path, cli):
+    code, out, _ = cli("ablate", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--dry-run",
                        "--out", str(tmp_path / "o"))
     assert code == 0
     rows = [line.split()[0] for line in out.splitlines() if line.startswith(("separate_downsampling", " "))]
@@ -41,10 +31,10 @@ def tiny_timm_convnext(path):
     return model
 
 
-def test_fine_tuning_from_a_converted_checkpoint_loads_strictly_and_trains(tmp_path, capsys):
+def test_fine_tuning_from_a_converted_checkpoint_loads_strictly_and_trains(tmp_path, cli):
     ref = tiny_timm_convnext(tmp_path / "ckpt.pth")
     out = tmp_path / "ft"
-    code, text, err = cli(capsys, "run", "--dataset", "synthetic:train=128,val=32", "--preset", "smoke", "--steps",
+    code, text, err = cli("run", "--dataset", "synthetic:train=128,val=32", "--preset", "smoke", "--steps",
                           "convnext_tiny", "--epochs", "1", "--train-batches", "3", "--val-batches", "1", "--img-size",
                           "64", "--set", "stem_stride=4", "--init-from", str(tmp_path / "ckpt.pth"), "--quiet",
                           "--no-report", "--out", str(out))
@@ -61,12 +51,12 @@ def test_fine_tuning_from_a_converted_checkpoint_loads_strictly_and_trains(tmp_p
     assert torch.allclose(trained["stem.conv.weight"], ref.stem[0].weight.detach(), atol=1e-3)
 
 
-def test_fine_tuning_a_mismatched_step_is_a_clear_error(tmp_path, capsys):
+def test_fine_tuning_a_mismatched_step_is_a_clear_error(tmp_path, cli):
     tiny_timm_convnext(tmp_path / "ckpt.pth")
-    code, _, err = cli(capsys, "run", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--steps",
+    code, _, err = cli("run", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--steps",
                        "resnet50", "--init-from", str(tmp_path / "ckpt.pth"), "--out", str(tmp_path / "o"))
     assert code == 2 and "--init-from" in err and len(err.strip().splitlines()) == 1
-    code, _, err = cli(capsys, "run", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--steps",
+    code, _, err = cli("run", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--steps",
                        "resnet50", "--init-from", str(tmp_path / "none.pth"), "--out", str(tmp_path / "o"))
     assert code == 2 and "does not exist" in err
 
@@ -84,16 +74,16 @@ def test_load_pretrained_keeps_a_matching_classifier():
 
 
 @pytest.mark.parametrize("kind", ["tensorboard", "wandb"])
-def test_trackers_are_optional_and_imported_only_when_asked(tmp_path, capsys, kind, monkeypatch):
+def test_trackers_are_optional_and_imported_only_when_asked(tmp_path, cli, kind, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    code, _, err = cli(capsys, "run", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--steps",
+    code, _, err = cli("run", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--steps",
                        "resnet50", "--epochs", "1", "--train-batches", "1", "--val-batches", "1", "--log", kind,
                        "--quiet", "--no-report", "--out", str(tmp_path / "o"))
     assert code == 2 and f"pip install {kind}" in err
 
 
-def test_a_tracker_receives_every_epoch(tmp_path, capsys, monkeypatch):
+def test_a_tracker_receives_every_epoch(tmp_path, cli, monkeypatch):
     import types
 
     logged, finished = [], []
@@ -107,7 +97,7 @@ def test_a_tracker_receives_every_epoch(tmp_path, capsys, monkeypatch):
 
     fake = types.SimpleNamespace(init=lambda **kw: FakeRun())
     monkeypatch.setitem(sys.modules, "wandb", fake)
-    code, _, err = cli(capsys, "run", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--steps",
+    code, _, err = cli("run", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--steps",
                        "convnext_tiny", "--epochs", "2", "--train-batches", "1", "--val-batches", "1", "--log",
                        "wandb", "--quiet", "--no-report", "--out", str(tmp_path / "o"))
     assert code == 0, err

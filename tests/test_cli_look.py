@@ -6,45 +6,34 @@ import sys
 
 import pytest
 
-from roadmap.cli import main
 
-
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_steps_table(capsys):
-    code, out, _ = run(capsys, "steps")
+def test_steps_table(cli):
+    code, out, _ = cli("steps")
     assert code == 0
     for name in ("resnet50", "kernel_5 (branch)", "separate_downsampling", "81.97", "2.35"):
         assert name in out
 
 
-def test_steps_markdown_and_csv(capsys):
-    assert run(capsys, "steps", "--format", "markdown")[1].startswith("|")
-    assert run(capsys, "steps", "--format", "csv")[1].splitlines()[0].startswith("#,step,section")
+def test_steps_markdown_and_csv(cli):
+    assert cli("steps", "--format", "markdown")[1].startswith("|")
+    assert cli("steps", "--format", "csv")[1].splitlines()[0].startswith("#,step,section")
 
 
-def test_show_reads_like_an_architecture_table(capsys):
-    code, out, _ = run(capsys, "show", "convnext_tiny")
+def test_show_reads_like_an_architecture_table(cli):
+    code, out, _ = cli("show", "convnext_tiny")
     assert code == 0
     assert "[7x7 dw 384, 1x1 1536, 1x1 384] x9" in out
     assert "384x14x14" in out and "28589128" in out and "4.456" in out
     assert "net.layer_scale" in out and "recipe.optimizer" in out
 
 
-def test_show_at_another_size(capsys):
-    code, out, _ = run(capsys, "show", "resnet50", "--img-size", "160", "--num-classes", "10")
+def test_show_at_another_size(cli):
+    code, out, _ = cli("show", "resnet50", "--img-size", "160", "--num-classes", "10")
     assert code == 0 and "2048x5x5" in out
 
 
-def test_diff(capsys):
-    code, out, _ = run(capsys, "diff", "gelu", "fewer_activations")
+def test_diff(cli):
+    code, out, _ = cli("diff", "gelu", "fewer_activations")
     assert code == 0
     assert "net.act_after" in out and "net.stem_act" in out and "+0" in out
 
@@ -59,8 +48,8 @@ def test_diff(capsys):
     (["show", "gelu+gelu"], "applies once"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
-    code, out, err = run(capsys, *argv)
+def test_bad_input_is_one_line_and_exit_2(cli, argv, message):
+    code, out, err = cli(*argv)
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

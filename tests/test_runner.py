@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from roadmap.cli import main
 from runner.budget import get_preset, make_budget
 from runner.run import select_steps
 from runner.store import RunDir
@@ -18,13 +17,6 @@ from runner.store import RunDir
 SMALL = ["--dataset", "synthetic:train=256,val=64", "--preset", "smoke", "--quiet", "--no-report"]
 
 
-def cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def results(out: Path) -> dict[str, dict]:
@@ -58,9 +50,9 @@ def test_budget_rules():
     assert (paper.epochs, paper.batch_size, paper.lr) == (300, 4096, 4e-3)
 
 
-def test_smoke_run_writes_the_records_and_reuses_them(tmp_path, capsys):
+def test_smoke_run_writes_the_records_and_reuses_them(tmp_path, cli):
     out = tmp_path / "out"
-    code, _, err = cli(capsys, "run", *SMALL, "--steps", "resnet50,convnext_tiny", "--epochs", "2",
+    code, _, err = cli("run", *SMALL, "--steps", "resnet50,convnext_tiny", "--epochs", "2",
                        "--train-batches", "4", "--val-batches", "2", "--seeds", "2", "--out", str(out))
     assert code == 0, err
     dirs = sorted(d for d in out.iterdir() if d.is_dir())
@@ -78,24 +70,24 @@ def test_smoke_run_writes_the_records_and_reuses_them(tmp_path, capsys):
     plan = json.loads((out / "plan.json").read_text())
     assert plan["steps"] == ["resnet50", "separate_downsampling"] and len(plan["runs"]) == 4
     before = {d.name: (d / "result.json").stat().st_mtime_ns for d in dirs}
-    code, out_text, _ = cli(capsys, "run", *SMALL, "--steps", "resnet50,convnext_tiny", "--epochs", "2",
+    code, out_text, _ = cli("run", *SMALL, "--steps", "resnet50,convnext_tiny", "--epochs", "2",
                             "--train-batches", "4", "--val-batches", "2", "--seeds", "2", "--out", str(out))
     assert code == 0 and out_text.count("reused") == 4
     assert before == {d.name: (d / "result.json").stat().st_mtime_ns for d in dirs}
-    code, text, _ = cli(capsys, "results", str(out), "--format", "json")
+    code, text, _ = cli("results", str(out), "--format", "json")
     assert code == 0 and len(json.loads(text)) == 2
 
 
-def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
-    code, out, _ = cli(capsys, "run", *SMALL, "--upto", "large_kernel", "--dry-run", "--out", str(tmp_path / "o"))
+def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, cli):
+    code, out, _ = cli("run", *SMALL, "--upto", "large_kernel", "--dry-run", "--out", str(tmp_path / "o"))
     assert code == 0
     assert "kernel_11" in out and "GFLOPs@224" in out and "to do" in out and "PFLOPs" in out
     assert not (tmp_path / "o").exists()
 
 
-def test_a_diverging_step_is_marked_and_the_run_goes_on(tmp_path, capsys):
+def test_a_diverging_step_is_marked_and_the_run_goes_on(tmp_path, cli):
     out = tmp_path / "out"
-    code, text, err = cli(capsys, "run", *SMALL, "--steps", "training_recipe,resnet50", "--epochs", "2",
+    code, text, err = cli("run", *SMALL, "--steps", "training_recipe,resnet50", "--epochs", "2",
                           "--train-batches", "3", "--val-batches", "1", "--set", "recipe.lr=1e12", "--out", str(out))
     assert code == 0, err
     res = results(out)
@@ -104,11 +96,11 @@ def test_a_diverging_step_is_marked_and_the_run_goes_on(tmp_path, capsys):
     assert "resnet50" in res  # the next step still ran
 
 
-def test_a_held_run_is_skipped_not_corrupted(tmp_path, capsys):
+def test_a_held_run_is_skipped_not_corrupted(tmp_path, cli):
     out = tmp_path / "out"
     args = ["run", *SMALL, "--steps", "resnet50,gelu", "--epochs", "1", "--train-batches", "2", "--val-batches", "1",
             "--out", str(out)]
-    cli(capsys, *args, "--dry-run")
+    cli(*args, "--dry-run")
     from runner.run import RunOptions, plan
 
     opts = RunOptions(dataset="synthetic:train=256,val=64", preset="smoke", steps=["resnet50", "gelu"], epochs=1,
@@ -117,11 +109,11 @@ def test_a_held_run_is_skipped_not_corrupted(tmp_path, capsys):
     held = RunDir(out / runs[0].run_id)
     with held.lock() as mine:
         assert mine
-        code, text, _ = cli(capsys, *args)
+        code, text, _ = cli(*args)
         assert code == 0 and "another process is training it" in text
         assert not held.result.exists()
     assert "gelu" in results(out)
-    code, text, _ = cli(capsys, *args)
+    code, text, _ = cli(*args)
     assert set(results(out)) == {"resnet50", "gelu"}
 
 
@@ -181,7 +173,7 @@ def test_sigkill_at_a_random_moment_then_resume_gives_the_same_result(tmp_path):
     (["--dataset", "folder:/nonexistent/place"], "folder"),
     (["--upto", "gelu", "--steps", "gelu"], "not both"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, cli, argv, message):
     if argv[:2] == ["--device", "cuda"]:
         import torch
 
@@ -189,30 +181,30 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
             pytest.skip("this machine has CUDA")
     base = ["run", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--quiet", "--out",
             str(tmp_path / "o")]
-    code, _, err = cli(capsys, *base, *argv)
+    code, _, err = cli(*base, *argv)
     assert code == 2, err
     assert message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_bad_data_directories(tmp_path, capsys):
+def test_bad_data_directories(tmp_path, cli):
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, _, err = cli(capsys, "run", "--dataset", f"folder:{empty}", "--preset", "smoke", "--out", str(tmp_path / "o"))
+    code, _, err = cli("run", "--dataset", f"folder:{empty}", "--preset", "smoke", "--out", str(tmp_path / "o"))
     assert code == 2 and len(err.strip().splitlines()) == 1
     bad = tmp_path / "bad"
     for split in ("train", "val"):
         for c in ("a", "b"):
             (bad / split / c).mkdir(parents=True)
             (bad / split / c / "x.jpg").write_bytes(b"not an image")
-    code, _, err = cli(capsys, "run", "--dataset", f"folder:{bad}", "--preset", "smoke", "--out", str(tmp_path / "o"))
+    code, _, err = cli("run", "--dataset", f"folder:{bad}", "--preset", "smoke", "--out", str(tmp_path / "o"))
     assert code == 2 and "x.jpg" in err and len(err.strip().splitlines()) == 1
 
 
-def test_unwritable_out(tmp_path, capsys):
+def test_unwritable_out(tmp_path, cli):
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a directory")
-    code, _, err = cli(capsys, "run", *SMALL, "--steps", "resnet50", "--out", str(blocker / "sub"))
+    code, _, err = cli("run", *SMALL, "--steps", "resnet50", "--out", str(blocker / "sub"))
     assert code == 2 and "cannot write to --out" in err
 
 
@@ -233,21 +225,21 @@ def test_smoke_preset_completes_the_whole_roadmap_and_learns(tmp_path, dataset):
     assert (out / "report.md").read_text().splitlines()[0].lower().count("mean nothing") == 1
 
 
-def test_device_data_path_trains_and_resumes_like_itself(tmp_path, capsys):
+def test_device_data_path_trains_and_resumes_like_itself(tmp_path, cli):
     """The device-resident path (images as uint8 tensors, batched augmentation) on CPU tensors: it trains, says
     so, and is reproducible from its seed (the same run twice gives the same numbers)."""
     args = [*SMALL, "--steps", "convnext_tiny", "--epochs", "2", "--train-batches", "3", "--val-batches", "1",
             "--data-path", "device"]
-    code, text, err = cli(capsys, "run", *args, "--out", str(tmp_path / "a"))
+    code, text, err = cli("run", *args, "--out", str(tmp_path / "a"))
     assert code == 0, err
     assert "data path: images held on cpu" in text
-    cli(capsys, "run", *args, "--out", str(tmp_path / "b"))
+    cli("run", *args, "--out", str(tmp_path / "b"))
     a, b = results(tmp_path / "a")["separate_downsampling"], results(tmp_path / "b")["separate_downsampling"]
     for key in ("val_top1", "val_top5", "train_top1", "per_class", "status"):
         assert a[key] == b[key], key
 
 
-def test_device_data_path_needs_in_memory_data(tmp_path, capsys):
+def test_device_data_path_needs_in_memory_data(tmp_path, cli):
     folder = tmp_path / "imgs"
     from PIL import Image
 
@@ -255,6 +247,6 @@ def test_device_data_path_needs_in_memory_data(tmp_path, capsys):
         for c in ("a", "b"):
             (folder / split / c).mkdir(parents=True)
             Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / split / c / "x.png")
-    code, _, err = cli(capsys, "run", "--dataset", f"folder:{folder}", "--preset", "smoke", "--data-path", "device",
+    code, _, err = cli("run", "--dataset", f"folder:{folder}", "--preset", "smoke", "--data-path", "device",
                        "--steps", "resnet50", "--out", str(tmp_path / "o"))
     assert code == 2 and "--data-path loader" in err
