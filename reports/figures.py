@@ -245,9 +245,14 @@ def fig_acc_vs_flops(summary: pd.DataFrame, path: Path, title: str) -> None:
         else:
             ax.scatter(row.gflops_224, row.top1_mean, s=60, color=color, edgecolor="black", linewidth=0.5,
                        zorder=4)
-    labels = [r.step for r in pts.itertuples(index=False)]
+    # Many steps share ~4.15 GFLOPs and similar accuracy: number the points (roadmap order) and key the numbers
+    # beside the plot, so no label can hide another.
+    number = {step: i for i, step in enumerate(summary["step"])}
+    labels = [str(number[r.step]) for r in pts.itertuples(index=False)]
     bars = _error_bars(pts["gflops_224"], pts["top1_mean"], pts["top1_std"])
     place_labels(fig, ax, list(pts["gflops_224"]), list(pts["top1_mean"]), labels, obstacles, bars)
+    key = "\n".join(f"{number[r.step]:>2}  {r.step}" for r in pts.itertuples(index=False))
+    fig.text(0.78, 0.47, key, fontsize=7.5, family="monospace", va="top")
     unplotted = summary[summary["top1_mean"].isna()]
     if len(unplotted):
         lines = ", ".join(f"{r.step} ({r.status})" for r in unplotted.itertuples(index=False))
