@@ -12,7 +12,7 @@ import pandas as pd
 
 from roadmap.complexity import count
 from roadmap.design import Design, Network, SpatialPosition, to_dict
-from roadmap.errors import RoadmapError, unknown
+from roadmap.errors import unknown
 from steps import Roadmap, get_regime
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -182,9 +182,3 @@ def step_header(spec: str, regime: str = "resnet50") -> str:
     if r.canonical(spec) != s.name:
         lines.append(f"  composed as {r.canonical(spec)}: " + " -> ".join(p.name for p in path))
     return "\n".join(lines)
-
-
-def check_img_size(img_size: int) -> int:
-    if img_size < 1:
-        raise RoadmapError(f"--img-size must be a positive number of pixels, got {img_size}")
-    return img_size

@@ -23,7 +23,7 @@ from roadmap.complexity import count
 from roadmap.design import FINETUNE_RECIPE, Design, Network, Recipe, parse_value
 from roadmap.errors import RoadmapError
 from runner.budget import Budget, apply_budget, get_preset, make_budget, stem_stride_for
-from runner.store import RunDir, atomic_write_json, ensure_writable, read_json, run_id
+from runner.store import RunDir, atomic_write_json, ensure_writable, run_id
 from steps import Roadmap, get_regime, low_resolution, scaled
 
 
@@ -207,6 +207,7 @@ def config_for(run: PlannedRun, info, device: str, opts: RunOptions) -> dict[str
     is_paper_step = run.spec == step.name  # a composed spec (leave-one-out, reordered) is not the paper's model
     img = run.budget.img_size
     trained = count(run.design.net, img, info.num_classes)
+    full = count(regime.compose(path).net, 224)  # full size at 224 px, 1000 classes: the paper's column
     return {
         "run_id": run.run_id,
         "step": run.spec,
@@ -221,8 +222,8 @@ def config_for(run: PlannedRun, info, device: str, opts: RunOptions) -> dict[str
             "params": trained.params,  # the network as trained (after the preset's scaling)
             "gflops_run": round(trained.gflops, 5),  # ... at the run's resolution
             "img_size": img,
-            "gflops_224": round(count(regime.compose(path).net, 224).gflops, 4),  # full size, 224 px: paper's column
-            "params_224": count(regime.compose(path).net, 224).params,
+            "gflops_224": round(full.gflops, 4),
+            "params_224": full.params,
         },
         "dataset": {"name": info.name, "num_classes": info.num_classes, "classes": list(info.classes),
                     "train_size": info.train_size, "val_size": info.val_size, "img_size": img,
@@ -256,9 +257,10 @@ def resolve_device(name: str):
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise RoadmapError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
-        index = int(name.split(":")[1]) if ":" in name and name.split(":")[1].isdigit() else 0
-        if ":" in name and not name.split(":")[1].isdigit():
+        _, _, suffix = name.partition(":")
+        if suffix and not suffix.isdigit():
             raise RoadmapError(f"--device {name}: write cuda or cuda:INDEX")
+        index = int(suffix or 0)
         if index >= torch.cuda.device_count():
             raise RoadmapError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
         return torch.device("cuda", index)
@@ -449,9 +451,3 @@ def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Ro
 
 def command_line(argv: list[str]) -> str:
     return "roadmap " + " ".join(shlex.quote(a) for a in argv)
-
-
-def load_plan(out: Path) -> dict[str, Any]:
-    return read_json(out / "plan.json")
-
-
