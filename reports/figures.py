@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,14 @@ from reports.table import spearman
 
 DPI = 110
 FIGURES = ("fig_roadmap.png", "fig_acc_vs_flops.png", "fig_curves.png", "fig_delta.png")
+ORDERS_FIGURE = "fig_orders.png"
+
+
+class StepOrder(NamedTuple):
+    """One order of the steps: a name and its nodes (step added, spec trained), the start first."""
+
+    name: str
+    nodes: list[tuple[str, str]]
 
 # tab10 without its red (which marks divergence), darkened where white text on a bar would be hard to read.
 PALETTE = ("#1f77b4", "#e07000", "#2a9a2a", "#8a5cb8", "#8c564b", "#c2479c", "#11899a", "#8f8f1f", "#6f6f6f")
@@ -153,7 +162,8 @@ def fig_roadmap(summary: pd.DataFrame, path: Path, title: str) -> None:
         flops = f"{row.gflops_224:.2f} GFLOPs" if _finite(row.gflops_224) else ""
         if row.n:
             ax.barh(y, row.top1_mean - lo, left=lo, height=0.72, color=color, zorder=2,
-                    hatch="///" if row.is_branch else None, edgecolor="white", linewidth=0.6)
+                    hatch="///" if row.is_branch else "..." if row.is_baseline else None, edgecolor="white",
+                    linewidth=0.6)
             std = row.top1_std if _finite(row.top1_std) else 0.0
             if std:
                 ax.errorbar(row.top1_mean, y, xerr=std, color="black", lw=1, capsize=3, zorder=3)
@@ -197,6 +207,8 @@ def fig_roadmap(summary: pd.DataFrame, path: Path, title: str) -> None:
     axp.tick_params(axis="y", left=False)
     handles = _section_handles(summary, colors)
     handles.append(Patch(facecolor="#dddddd", hatch="///", edgecolor="white", label="branch (kernel sweep)"))
+    if summary["is_baseline"].any():
+        handles.append(Patch(facecolor="#dddddd", hatch="...", edgecolor="white", label="reference model (timm)"))
     handles.append(Line2D([], [], marker="D", ls="", color="#dddddd", markeredgecolor="black", label="paper top-1"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(5, len(handles)), fontsize=8.5, frameon=False)
     fig.suptitle(f"Modernizing ResNet-50 to ConvNeXt-T: top-1 per step\n{title}", fontsize=11)
@@ -210,7 +222,7 @@ def fig_acc_vs_flops(summary: pd.DataFrame, path: Path, title: str) -> None:
     fig.subplots_adjust(left=0.08, right=0.76, top=0.85, bottom=0.16)
     ax = fig.add_subplot()
     pts = summary[summary["top1_mean"].notna() & summary["gflops_224"].notna()]
-    main = pts[~pts["is_branch"] & ~pts["edited"]]
+    main = pts[~pts["is_branch"] & ~pts["edited"] & ~pts["is_baseline"]]
     if len(pts):
         xr = (float(pts["gflops_224"].min()), float(pts["gflops_224"].max()))
         yr = (float((pts["top1_mean"] - pts["top1_std"].fillna(0)).min()),
@@ -235,7 +247,10 @@ def fig_acc_vs_flops(summary: pd.DataFrame, path: Path, title: str) -> None:
         std = row.top1_std if _finite(row.top1_std) else None
         if std:
             ax.errorbar(row.gflops_224, row.top1_mean, yerr=std, color=color, lw=1, capsize=2, zorder=2)
-        if row.is_branch or row.edited:
+        if row.is_baseline:  # a reference point, not a step: no line to a parent
+            ax.scatter(row.gflops_224, row.top1_mean, marker="*", s=170, color=color, edgecolor="black",
+                       linewidth=0.6, zorder=4)
+        elif row.is_branch or row.edited:
             ax.scatter(row.gflops_224, row.top1_mean, marker="s" if row.is_branch else "^", s=55,
                        facecolor="white", edgecolor=color, linewidth=1.8, zorder=4)
             parent = by_step.get(row.delta_vs or "")
@@ -269,6 +284,9 @@ def fig_acc_vs_flops(summary: pd.DataFrame, path: Path, title: str) -> None:
     if summary["edited"].any():
         handles.append(Line2D([], [], marker="^", ls="", markerfacecolor="white", markeredgecolor="#555555",
                               label="composed spec (e.g. leave-one-out)"))
+    if summary["is_baseline"].any():
+        handles.append(Line2D([], [], marker="*", ls="", markersize=11, color="#dddddd", markeredgecolor="black",
+                              label="reference model (timm)"))
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.775, 0.85), fontsize=8.5, frameon=False)
     fig.suptitle(f"Top-1 vs GFLOPs along the roadmap\n{title}", fontsize=11)
     _save(fig, path)
@@ -325,7 +343,7 @@ def fig_delta(summary: pd.DataFrame, path: Path, title: str) -> None:
     fig = Figure(figsize=(10.5, 7.5))
     fig.subplots_adjust(left=0.09, right=0.74, top=0.85, bottom=0.1)
     ax = fig.add_subplot()
-    pts = summary[summary["delta"].notna() & summary["paper_delta"].notna()]
+    pts = summary[summary["delta"].notna() & summary["paper_delta"].notna() & ~summary["is_baseline"]]
     if len(pts):
         err = pts["pooled_std"].fillna(0)
         xr = (min(0.0, float(pts["paper_delta"].min())), max(0.0, float(pts["paper_delta"].max())))
@@ -369,11 +387,66 @@ def fig_delta(summary: pd.DataFrame, path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def render_all(summary: pd.DataFrame, curves: pd.DataFrame, out_dir: Path, title: str) -> list[str]:
-    """Write the four figures into `out_dir`; return their file names (relative, for the report)."""
+def fig_orders(summary: pd.DataFrame, paths: Sequence[StepOrder], path: Path, title: str) -> None:
+    """Top-1 against GFLOPs at 224 px, one line per order of the steps: the same steps, met in another order,
+    trace another path. Nodes are named <path letter><position> and keyed beside the plot."""
+    fig = Figure(figsize=(11.5, 7.2))
+    fig.subplots_adjust(left=0.08, right=0.70, top=0.85, bottom=0.16)
+    ax = fig.add_subplot()
+    by_step = {r.step: r for r in summary.itertuples(index=False)}
+    names: dict[str, list[str]] = {}  # spec -> the node names it has (a node two paths share has two)
+    key, unplotted = [], []
+    for p, order in enumerate(paths):
+        letter = chr(ord("A") + p)
+        color = PALETTE[p % len(PALETTE)]
+        key.append(f"{letter}  {order.name}")
+        xs, ys = [], []
+        for k, (added, spec) in enumerate(order.nodes):
+            node = f"{letter}{k}"
+            key.append(f"  {node:<4}{'start: ' + spec if k == 0 else '+ ' + added}")
+            row = by_step.get(spec)
+            if row is None or not (_finite(row.top1_mean) and _finite(row.gflops_224)):
+                unplotted.append(f"{node} ({row.status if row is not None else 'not in the records'})")
+                continue
+            names.setdefault(spec, []).append(node)
+            xs.append(row.gflops_224)
+            ys.append(row.top1_mean)
+            if _finite(row.top1_std) and row.top1_std:
+                ax.errorbar(row.gflops_224, row.top1_mean, yerr=row.top1_std, color=color, lw=1, capsize=2,
+                            zorder=2)
+        ax.plot(xs, ys, color=color, lw=1.6, ls="-" if p == 0 else "--", marker="o", markersize=6, zorder=3,
+                label=f"{letter}: {order.name}")
+        for x0, y0, x1, y1 in zip(xs, ys, xs[1:], ys[1:], strict=False):
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=3,
+                        arrowprops=dict(arrowstyle="-|>", color=color, lw=0, mutation_scale=12, shrinkA=0,
+                                        shrinkB=6))
+    ax.margins(0.15)
+    specs = list(names)
+    if specs:
+        place_labels(fig, ax, [by_step[s].gflops_224 for s in specs], [by_step[s].top1_mean for s in specs],
+                     ["=".join(names[s]) for s in specs], fontsize=8)
+    fig.text(0.72, 0.85, "\n".join(key), fontsize=7.5, family="monospace", va="top")
+    if unplotted:
+        fig.text(0.08, 0.03, "not plotted (no finished run): " + ", ".join(unplotted), fontsize=8.5,
+                 color="#b22222", wrap=True)
+    ax.set_xlabel("GFLOPs at 224 px (paper convention: multiply-accumulates of conv and linear layers)")
+    ax.set_ylabel("our top-1 (%), final epoch")
+    ax.grid(color="#eeeeee", zorder=0)
+    ax.set_axisbelow(True)
+    ax.legend(loc="lower right", fontsize=8.5, frameon=False)
+    fig.suptitle(f"Top-1 vs GFLOPs, the steps in different orders\n{title}", fontsize=11)
+    _save(fig, path)
+
+
+def render_all(summary: pd.DataFrame, curves: pd.DataFrame, out_dir: Path, title: str,
+               orders: Sequence[StepOrder] = ()) -> list[str]:
+    """Write the four figures (and the orders figure when there are orders) into `out_dir`; return their file
+    names (relative, for the report)."""
     with style.context("default"), rc_context({"svg.hashsalt": "roadmap", "font.size": 9}):
         fig_roadmap(summary, out_dir / FIGURES[0], title)
         fig_acc_vs_flops(summary, out_dir / FIGURES[1], title)
         fig_curves(summary, curves, out_dir / FIGURES[2], title)
         fig_delta(summary, out_dir / FIGURES[3], title)
-    return list(FIGURES)
+        if len(orders) > 1:
+            fig_orders(summary, orders, out_dir / ORDERS_FIGURE, title)
+    return list(FIGURES) + ([ORDERS_FIGURE] if len(orders) > 1 else [])

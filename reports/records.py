@@ -27,7 +27,7 @@ CANONICAL_ORDER: tuple[str, ...] = (
 
 RUN_COLUMNS: tuple[str, ...] = (
     "run_id", "step", "step_name", "seed", "status", "status_text", "counted", "excluded", "order",
-    "section_key", "section_number", "section_title", "branch_of",
+    "section_key", "section_number", "section_title", "branch_of", "baseline",
     "paper_top1", "paper_gflops", "paper_footnote",
     "params", "params_224", "gflops_224", "gflops_run", "img_size",
     "dataset", "num_classes", "classes", "train_size", "val_size", "synthetic",
@@ -47,8 +47,13 @@ _NUMERIC = ("seed", "paper_top1", "paper_gflops", "params", "params_224", "gflop
             "images_per_s", "last_epoch", "last_train_loss", "last_val_top1")
 
 # Fields that describe the step itself (not the run): borrowed by a *missing* step from any other config of it.
-_STEP_FIELDS = ("step_name", "section_key", "section_number", "section_title", "branch_of",
+_STEP_FIELDS = ("step_name", "section_key", "section_number", "section_title", "branch_of", "baseline",
                 "paper_top1", "paper_gflops", "paper_footnote")
+
+BASELINE_PREFIX = "timm:"
+"""Specs of reference models (`timm:NAME`), trained beside the roadmap with the same recipe."""
+BASELINE_SECTION = {"key": "baseline", "number": "", "title": "Reference models (timm)"}
+"""The section of a baseline, in its config.json (written by runner.baselines) and in reports."""
 
 
 def read_json(path: Path, what_to_do: str) -> Any:
@@ -186,6 +191,7 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         "section_number": str(_get(cfg, "section", "number", default="")),
         "section_title": _get(cfg, "section", "title", default=""),
         "branch_of": _get(cfg, "branch_of"),
+        "baseline": _get(cfg, "baseline"),
         "paper_top1": _num(_get(cfg, "paper", "top1")),
         "paper_gflops": _num(_get(cfg, "paper", "gflops")),
         "paper_footnote": _get(cfg, "paper", "footnote", default=""),
@@ -244,7 +250,11 @@ def _missing_row(step: str, seed: Any, run_id: str, known: list[dict[str, Any]])
         if other["step"] == step or other["step_name"] == step:
             row.update({k: other[k] for k in _STEP_FIELDS})
             return row
-    row.update(_catalog_fields(step))
+    if step.startswith(BASELINE_PREFIX):
+        row.update(baseline=step[len(BASELINE_PREFIX):], section_key=BASELINE_SECTION["key"],
+                   section_title=BASELINE_SECTION["title"])
+    else:
+        row.update(_catalog_fields(step))
     return row
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from reports import figures
 from reports.errors import fail
 from reports.records import aliases, curves, load_runs, read_plan
-from reports.table import display_frame, fmt_num, spearman, summarize, to_markdown
+from reports.table import display_frame, fmt_gflops, fmt_num, fmt_top1, spearman, summarize, to_markdown
 
 PAPER_EPOCH_RATIO = 90 / 300
 """The paper trains ResNet-50's original recipe 90 epochs and every modern-recipe step 300."""
@@ -317,6 +317,109 @@ def _per_class(runs: pd.DataFrame, step: str) -> list[str]:
     return lines + [to_markdown(pd.concat([cells, total], ignore_index=True)), ""]
 
 
+def _delta_cell(row) -> str:
+    """Δ with its noise call, e.g. "-1.20 (within noise)"."""
+    delta = fmt_num(row.delta, signed=True)
+    return delta if delta == "—" or not row.significance else f"{delta} ({row.significance})"
+
+
+def _leave_one_out(summary: pd.DataFrame) -> list[str]:
+    """What removing each step costs: the specs that leave steps out, against the model they start from."""
+    rows = summary[summary["step"].str.contains("-", regex=False) & ~summary["is_baseline"]]
+    if not len(rows):
+        return []
+    rows = rows.assign(sort=rows["delta"].fillna(math.inf)).sort_values("sort", kind="stable")
+    full = ", ".join(f"`{s}`" for s in _distinct(rows["delta_vs"].dropna())) or "the full model"
+    lines = ["## Leave-one-out: what removing each step costs", "",
+             f"Each row is {full} with the named step(s) left out (every other step kept), most costly first. "
+             "Δ is the change against the full model: negative means the step helped here.", ""]
+    cells = pd.DataFrame({
+        "left out": [" ".join("`" + s + "`" for s in r.step.split("-")[1:]) for r in rows.itertuples(index=False)],
+        "GFLOPs (224 px)": [fmt_gflops(v) for v in rows["gflops_224"]],
+        "top-1 % (mean ± std, n)": [fmt_top1(r.top1_mean, r.top1_std, r.n) for r in rows.itertuples(index=False)],
+        "Δ vs full model": [_delta_cell(r) for r in rows.itertuples(index=False)],
+        "status": list(rows["status"]),
+    })
+    return lines + [to_markdown(cells), ""]
+
+
+def _reference_models(summary: pd.DataFrame) -> list[str]:
+    """The timm baselines beside the roadmap's end point."""
+    rows = summary[summary["is_baseline"]]
+    if not len(rows):
+        return []
+    end = ", ".join(f"`{s}`" for s in _distinct(rows["delta_vs"].dropna())) or "the roadmap's last step"
+    lines = ["## Reference models", "",
+             f"timm models trained with the same recipe, data, budget and seeds as the roadmap (`--baselines`). "
+             f"Δ is against {end}, the end of the roadmap here; paper top-1 is the paper's ImageNet-1K figure "
+             "where it prints one. Params and GFLOPs are counted by torch's FLOP counter (multiply-accumulates, "
+             "attention's matrix products included).", ""]
+    cells = pd.DataFrame({
+        "model": [f"`{r.step}`" for r in rows.itertuples(index=False)],
+        "params (M, full size)": [fmt_num(v) for v in rows["params_224_m"]],
+        "GFLOPs (224 px)": [fmt_gflops(v) for v in rows["gflops_224"]],
+        "params (M, as trained)": [fmt_num(v) for v in rows["params_m"]],
+        "top-1 % (mean ± std, n)": [fmt_top1(r.top1_mean, r.top1_std, r.n) for r in rows.itertuples(index=False)],
+        f"Δ vs {end.strip('`')}": [_delta_cell(r) for r in rows.itertuples(index=False)],
+        "paper top-1": [fmt_num(v) for v in rows["paper_top1"]],
+        "status": list(rows["status"]),
+    })
+    return lines + [to_markdown(cells), ""]
+
+
+def step_orders(summary: pd.DataFrame, plan: dict[str, Any] | None) -> list[figures.StepOrder]:
+    """The paper's order (the main-path steps present) and each `--order` of plan.json, as paths of nodes
+    (step added, spec); empty when the plan has no `--order`."""
+    recorded = [o for o in (plan or {}).get("orders", []) if isinstance(o, dict)
+                and isinstance(o.get("steps"), list) and isinstance(o.get("specs"), list)
+                and len(o["specs"]) == len(o["steps"]) + 1]
+    if not recorded:
+        return []
+    main = summary[~(summary["edited"] | summary["is_branch"] | summary["is_baseline"])]
+    paths = [figures.StepOrder("the paper's order", [(s, s) for s in main["step"]])]
+    for i, o in enumerate(recorded, 1):
+        start = str(o["specs"][0])
+        paths.append(figures.StepOrder(f"--order #{i}", list(zip([start, *map(str, o["steps"])],
+                                                                  map(str, o["specs"]), strict=True))))
+    return paths
+
+
+def _orders_section(summary: pd.DataFrame, paths: list[figures.StepOrder]) -> list[str]:
+    """Each order's path, node by node, with the change each added step made along that path."""
+    if len(paths) < 2:
+        return []
+    by_step = {r.step: r for r in summary.itertuples(index=False)}
+    lines = ["## The same steps in other orders", "",
+             "Each path applies steps one at a time from its start; a step's effect can depend on what came before "
+             "it. Δ is against the previous node of the same path. A node whose model equals a step of the paper's "
+             f"path is that step (trained once). Figure: `{figures.ORDERS_FIGURE}`.", ""]
+    for p, order in enumerate(paths):
+        letter = chr(ord("A") + p)
+        lines += [f"**{letter}: {order.name}**", ""]
+        records, prev = [], None
+        for k, (added, spec) in enumerate(order.nodes):
+            row = by_step.get(spec)
+            top1 = row.top1_mean if row is not None else math.nan
+            delta = top1 - prev if prev is not None and not math.isnan(top1) else math.nan
+            records.append({
+                "node": f"{letter}{k}", "step added": "(start)" if k == 0 else f"`{added}`", "spec": f"`{spec}`",
+                "GFLOPs (224 px)": fmt_gflops(row.gflops_224) if row is not None else "—",
+                "top-1 % (mean ± std, n)": fmt_top1(row.top1_mean, row.top1_std, row.n) if row is not None else "—",
+                "Δ along this path": fmt_num(delta, signed=True),
+                "status": row.status if row is not None else "not in the records",
+            })
+            prev = top1 if not math.isnan(top1) else prev
+        lines += [to_markdown(pd.DataFrame(records)), ""]
+    ends = []
+    for p, order in enumerate(paths):
+        row = by_step.get(order.nodes[-1][1])
+        if row is not None and not math.isnan(row.top1_mean):
+            ends.append(f"{chr(ord('A') + p)} ends at `{order.nodes[-1][1]}` with {row.top1_mean:.2f} %")
+    if ends:
+        lines += ["End points: " + "; ".join(ends) + ".", ""]
+    return lines
+
+
 def _excluded(runs: pd.DataFrame) -> list[str]:
     """Run directories present but left out of the summary, and why."""
     left = runs[~runs["counted"].astype(bool)]
@@ -341,7 +444,8 @@ def build_report(out_dir: str | Path, classes_step: str | None = None) -> Path:
     chosen = _resolve_step(summary, classes_step) if classes_step is not None else None
 
     title = figure_title(counted[counted["status"] != "missing"])
-    names = figures.render_all(summary, curves(runs), out, title)
+    orders = step_orders(summary, plan)
+    names = figures.render_all(summary, curves(runs), out, title, orders)
 
     cells, footnotes = display_frame(summary, "markdown")
     lines = _header(counted, plan)
@@ -355,10 +459,12 @@ def build_report(out_dir: str | Path, classes_step: str | None = None) -> Path:
         "fig_acc_vs_flops.png": "Top-1 against GFLOPs at 224 px; arrows follow the main path.",
         "fig_curves.png": "Learning curves: validation top-1 and training loss per epoch.",
         "fig_delta.png": "Our per-step Δ against the paper's; dashed line y = x.",
+        figures.ORDERS_FIGURE: "Top-1 against GFLOPs along each order of the steps (the paper's: solid).",
     }
     for name in names:
         lines += [f"![{captions[name]}]({name})", "", f"*{captions[name]}*", ""]
     lines += _statistics(summary) + [""]
+    lines += _leave_one_out(summary) + _reference_models(summary) + _orders_section(summary, orders)
     if chosen is not None:
         lines += _per_class(counted, chosen)
     lines += _excluded(runs)

@@ -20,7 +20,8 @@ from reports.errors import fail_unknown
 from reports.records import aliases, load_runs
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "step", "label", "step_name", "section", "section_key", "branch_of", "is_branch", "edited", "order",
+    "step", "label", "step_name", "section", "section_key", "branch_of", "is_branch", "edited", "is_baseline",
+    "order",
     "params_224_m", "gflops_224", "params_m", "gflops_run", "img_size", "paper_gflops", "paper_footnote",
     "n", "n_runs", "seeds", "top1_mean", "top1_std", "delta", "delta_vs", "delta_vs_nominal", "pooled_std",
     "significance",
@@ -71,7 +72,8 @@ def _step_row(step: str, group: pd.DataFrame) -> dict[str, Any]:
         )
     branch_of = meta["branch_of"] if isinstance(meta["branch_of"], str) and meta["branch_of"] else None
     edited = step != meta["step_name"]
-    label = f"↳ {step} (branch)" if branch_of else step
+    is_baseline = isinstance(meta["baseline"], str) and bool(meta["baseline"])
+    label = f"↳ {step} (branch)" if branch_of else f"{step} (reference)" if is_baseline else step
     section = f"{meta['section_number'] or ''} {meta['section_title'] or ''}".strip()
     return {
         "step": step,
@@ -82,6 +84,7 @@ def _step_row(step: str, group: pd.DataFrame) -> dict[str, Any]:
         "branch_of": branch_of,
         "is_branch": branch_of is not None,
         "edited": edited,
+        "is_baseline": is_baseline,
         "order": int(meta["order"]),
         "params_224_m": meta["params_224"] / 1e6,
         "params_m": meta["params"] / 1e6,
@@ -117,7 +120,8 @@ def _add_deltas(frame: pd.DataFrame) -> None:
     """Fill delta, delta_vs, paper_delta, pooled_std and significance, in place (frame is in roadmap order).
 
     The nominal reference is the previous main-path step (a branch: its branch_of; a composed spec: the step it
-    starts from, so `convnext_tiny-layer_norm` compares with ConvNeXt-T and `resnet50+gelu` with ResNet-50).
+    starts from, so `convnext_tiny-layer_norm` compares with ConvNeXt-T and `resnet50+gelu` with ResNet-50;
+    a reference model (timm baseline): the last main-path step, the roadmap's end point).
     When that step has no accuracy (diverged, missing), our Δ falls back to the nearest earlier main-path step
     that has one, and the paper's Δ uses the same step.
     """
@@ -125,8 +129,11 @@ def _add_deltas(frame: pd.DataFrame) -> None:
     main_seen: list[pd.Series] = []
     by_step = {r["step"]: r for r in rows}
     alias = aliases()
+    main_path = [r for r in rows if not (r["edited"] or r["is_branch"] or r["is_baseline"])]
     for i, row in zip(frame.index, rows, strict=True):
-        if row["edited"]:
+        if row["is_baseline"]:
+            chain = main_path
+        elif row["edited"]:
             head = re.match(r"[A-Za-z0-9_]+", row["step"])
             start = by_step.get(alias.get(head.group(0), head.group(0))) if head else None
             chain = [start] if start is not None and not start["edited"] else []
@@ -173,9 +180,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def spearman(summary: pd.DataFrame) -> tuple[float, int]:
-    """Spearman's rank correlation between our Δ and the paper's Δ over the steps that have both, and how
-    many steps that is. Ranks (ties averaged) then Pearson, so scipy is not needed; NaN below 3 steps."""
-    both = summary[summary["delta"].notna() & summary["paper_delta"].notna()]
+    """Spearman's rank correlation between our Δ and the paper's Δ over the steps that have both (reference
+    models left out), and how many steps that is. Ranks (ties averaged) then Pearson, so scipy is not needed;
+    NaN below 3 steps."""
+    both = summary[summary["delta"].notna() & summary["paper_delta"].notna() & ~summary["is_baseline"]]
     count = int(len(both))
     if count < 3:
         return math.nan, count
@@ -277,7 +285,7 @@ def display_frame(summary: pd.DataFrame, footnote_style: str = "markdown") -> tu
     return pd.DataFrame(records, columns=columns), notes
 
 
-_LEFT = {"step", "section", "Δ vs seed spread", "status", "class"}
+_LEFT = {"step", "section", "Δ vs seed spread", "status", "class", "model", "left out", "node", "step added", "spec"}
 
 
 def to_markdown(cells: pd.DataFrame) -> str:

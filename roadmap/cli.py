@@ -106,7 +106,7 @@ def cmd_flops(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from runner.run import RunOptions, command_line, run
+    from runner.run import RunOptions, command_line, parse_order, run
 
     steps = [x for x in args.steps.split(",") if x.strip()] if args.steps else None
     if args.steps is not None and not steps:
@@ -123,6 +123,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         workers=args.workers, compile=args.compile, progress=False if args.quiet else None,
         report=not args.no_report, command=command_line(argv), write_plan=not args.no_plan, only_seed=args.only_seed,
         init_from=args.init_from, tracker=args.log, data_path=args.data_path,
+        baselines=[b.strip() for b in (args.baselines or "").split(",") if b.strip()],
+        orders=[parse_order(o) for o in args.order or []],
     )
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # re-run this command under torchrun
         rest = [a for i, a in enumerate(argv) if a != "--nproc" and (i == 0 or argv[i - 1] != "--nproc")
@@ -203,6 +205,9 @@ def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
     p.add_argument("--init-from", metavar="PATH",
                    help="fine-tune from a torchvision ResNet-50 or timm/official ConvNeXt checkpoint with the paper's "
                    "fine-tuning recipe (AdamW 5e-5, layer decay 0.8, no mixup/cutmix, head init 0.001)")
+    p.add_argument("--baselines", metavar="NAME,...",
+                   help="also train these timm models (e.g. swin_tiny_patch4_window7_224,resnet50) with the same "
+                   "recipe, data and budget, as reference points in the report (specs timm:NAME)")
     p.add_argument("--log", choices=["tensorboard", "wandb"],
                    help="also log each epoch to TensorBoard or Weights & Biases (imported only when asked for)")
     g = p.add_argument_group("scale-out (see the README's multi-GPU and Slurm section)")
@@ -234,6 +239,10 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--upto", metavar="STEP", help="train the roadmap up to this step (default: all of it)")
     p.add_argument("--steps", metavar="A,B,...", help="train exactly these specs, e.g. convnext_tiny-layer_norm")
+    p.add_argument("--order", action="append", metavar="A,B,...",
+                   help="also train the path that applies these steps one at a time, in this order, from resnet50 "
+                   "(e.g. --order gelu,layer_norm,patchify_stem); repeat for more orders; the report compares the "
+                   "paths on the accuracy-GFLOPs plot")
     _add_run_options(p, PRESETS)
     p.set_defaults(func=cmd_run, argv=None)
 
@@ -246,7 +255,7 @@ def _add_run(sub) -> None:
     p.add_argument("--final", default="separate_downsampling", metavar="STEP",
                    help="the model to ablate (default: separate_downsampling = convnext_tiny)")
     _add_run_options(p, PRESETS)
-    p.set_defaults(func=cmd_ablate, argv=None, upto=None, steps=None)
+    p.set_defaults(func=cmd_ablate, argv=None, upto=None, steps=None, order=None)
 
     p = sub.add_parser("results", help="the table of a result directory")
     p.add_argument("dir", help="a result directory (the --out of `roadmap run`)")

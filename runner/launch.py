@@ -36,7 +36,7 @@ def child_argv(argv: list[str], spec: str, seed: int, device: str | None = None)
     """The parent's `roadmap run` arguments, restricted to one run and stripped of launcher options."""
     drop_with_value = {"--launcher", "--gpus", "--per-gpu", "--steps", "--upto", "--device", "--partition",
                        "--account", "--gpus-per-job", "--cpus-per-job", "--time-min", "--cluster", "--only-seed",
-                       "--nproc"}
+                       "--nproc", "--baselines", "--order"}
     drop_flags = {"--no-wait", "--no-branches", "--dry-run"}
     out, skip = [], False
     for a in argv:

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reports.records import BASELINE_SECTION
 from roadmap.complexity import count
-from roadmap.design import FINETUNE_RECIPE, Design, Network, Recipe, parse_value
+from roadmap.design import FINETUNE_RECIPE, Design, Network, Recipe, parse_value, to_dict
 from roadmap.errors import RoadmapError
+from runner import baselines as timm_baselines
 from runner.budget import Budget, apply_budget, get_preset, make_budget, stem_stride_for
 from runner.store import RunDir, atomic_write_json, ensure_writable, run_id
 from steps import Roadmap, get_regime, low_resolution, scaled
@@ -58,6 +60,8 @@ class RunOptions:
     init_from: str | None = None  # fine-tune from these weights with the paper's fine-tuning recipe
     tracker: str | None = None  # --log tensorboard|wandb
     data_path: str = "auto"  # auto | loader | device (see runner.gpu_data)
+    baselines: list[str] = field(default_factory=list)  # timm model names trained beside the roadmap
+    orders: list[list[str]] = field(default_factory=list)  # step orders to train as paths from the start
     command: str = ""
 
 
@@ -65,30 +69,65 @@ class RunOptions:
 class PlannedRun:
     spec: str
     seed: int
-    design: Design
+    design: Design  # a baseline: the final step's design, of which only the recipe and drop_path_rate apply
     budget: Budget
     run_id: str
     identity: dict[str, Any]
+    model: str | None = None  # a baseline's timm model name (spec `timm:NAME`); None for roadmap specs
 
 
 # -------------------------------------------------------------------------------- choosing steps
 
 
-def select_steps(upto: str | None, steps: list[str] | None, branches: bool,
-                 regime: Roadmap | None = None) -> list[str]:
-    """The specs to train, in order: an explicit list, or the roadmap up to a step (branches included
-    once the path passes large_kernel, as in the paper's Figure 2, unless `branches` is False)."""
+def select_steps(upto: str | None, steps: list[str] | None, branches: bool, regime: Roadmap | None = None,
+                 orders: list[list[str]] | None = None, baselines: list[str] | None = None) -> list[str]:
+    """The specs to train, in order: an explicit list (`timm:NAME` specs included), or the roadmap up to a step
+    (branches included once the path passes large_kernel, as in the paper's Figure 2, unless `branches` is False);
+    then the nodes of each step order (see `order_specs`), then the baselines as `timm:NAME` specs."""
     r = regime or get_regime("resnet50")
     if steps:
-        specs = [r.canonical(s) for s in steps]
+        specs = [timm_baselines.check(s) if timm_baselines.is_baseline(s) else r.canonical(s) for s in steps]
         if len(set(specs)) != len(specs):
             raise RoadmapError("--steps lists a step twice; each spec is trained once per seed")
-        return specs
-    names = [s.name for s in r.path_to(upto or r.main_path[-1].name)]
-    if branches and "large_kernel" in names:
-        names += [s.name for s in r.steps if s.is_branch and s.name not in names]
-    order = [s.name for s in (*r.steps, *r.extras)]
-    return sorted(names, key=order.index)
+    else:
+        names = [s.name for s in r.path_to(upto or r.main_path[-1].name)]
+        if branches and "large_kernel" in names:
+            names += [s.name for s in r.steps if s.is_branch and s.name not in names]
+        order = [s.name for s in (*r.steps, *r.extras)]
+        specs = sorted(names, key=order.index)
+    for steps_in_order in orders or []:
+        specs += order_specs(steps_in_order, r)
+    specs += [timm_baselines.check(b) for b in baselines or []]
+    return list(dict.fromkeys(specs))
+
+
+def order_specs(order: list[str], regime: Roadmap) -> list[str]:
+    """The nodes of the path that applies `order`'s steps one at a time to the regime's starting model:
+    `resnet50`, `resnet50+a`, `resnet50+a+b`, ... A node whose design equals a main-path step's design takes
+    that step's name (the same model, trained once): e.g. applying training_recipe first reaches the paper's
+    training_recipe itself."""
+    start = regime.main_path[0].name
+    names = [regime.get_step(s.strip()).name for s in order if s.strip()]
+    if names and names[0] == start:
+        names = names[1:]
+    if not names:
+        raise RoadmapError(f"--order needs at least one step after {start}, e.g. --order gelu,patchify_stem")
+    if len(set(names)) != len(names):
+        raise RoadmapError("--order lists a step twice; a step applies once")
+    if start in names:
+        raise RoadmapError(f"--order: {start} is the starting point of every path; list only the steps after it")
+    paper = {regime.design_for(s.name): s.name for s in regime.main_path}
+    specs, spec = [start], start
+    for name in names:
+        spec = f"{spec}+{name}"
+        design = regime.design_for(spec)  # validates the spec
+        specs.append(paper.get(design, spec))
+    return specs
+
+
+def parse_order(text: str) -> list[str]:
+    """`--order a,b,c` -> [a, b, c]."""
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 # -------------------------------------------------------------------------------- --set key=value
@@ -158,8 +197,12 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
     regime = get_regime(opts.regime)
     init = _init_identity(opts.init_from)
     runs = []
-    for spec in select_steps(opts.upto, opts.steps, opts.branches, regime):
-        design = regime.compose(regime.parse_spec(spec))
+    for spec in select_steps(opts.upto, opts.steps, opts.branches, regime, opts.orders, opts.baselines):
+        model = timm_baselines.model_name(spec) if timm_baselines.is_baseline(spec) else None
+        if model and init:
+            raise RoadmapError(f"--init-from fine-tunes roadmap steps; {spec} is a timm baseline (leave it out)")
+        # a baseline trains with the recipe of the regime's final model (ConvNeXt-T), as the paper's Swin-T did
+        design = regime.compose(regime.main_path if model else regime.parse_spec(spec))
         if init:  # paper Table 6: the fine-tuning recipe, and a head that starts near zero
             design = dataclasses.replace(design, recipe=FINETUNE_RECIPE,
                                          net=dataclasses.replace(design.net, head_init_scale=0.001))
@@ -167,13 +210,41 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
         budget = make_budget(design.recipe, preset, img_size, opts.epochs, opts.batch_size, opts.same_epochs,
                              opts.train_batches, opts.val_batches)
         design = apply_budget(design, budget)
-        count(design.net, img_size, num_classes)  # fails early, with a clear message, if the images are too small
+        if model is None:
+            count(design.net, img_size, num_classes)  # fails early, with a clear message, if the images are too small
         for seed in range(opts.seeds) if opts.only_seed is None else [opts.only_seed]:
             budget_id = {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("preset", "epochs_rule")}
-            identity = {"design": design.to_dict(), "dataset": dataset_key, "img_size": img_size, "seed": seed,
-                        "budget": budget_id, "code_version": code_version(), **({"init_from": init} if init else {})}
-            runs.append(PlannedRun(spec, seed, design, budget, run_id(spec, seed, identity), identity))
+            identity = {"design": described(design, model), "dataset": dataset_key, "img_size": img_size,
+                        "seed": seed, "budget": budget_id, "code_version": code_version(),
+                        **({"init_from": init} if init else {})}
+            runs.append(PlannedRun(spec, seed, design, budget, run_id(spec, seed, identity), identity, model))
     return runs
+
+
+def described(design: Design, model: str | None) -> dict[str, Any]:
+    """What a run trains, as stored: the design; for a timm baseline its name, drop-path rate and recipe."""
+    if model is None:
+        return design.to_dict()
+    return {"timm_model": model, "drop_path_rate": design.net.drop_path_rate, "recipe": to_dict(design.recipe)}
+
+
+@dataclass(frozen=True)
+class Complexity:
+    params: int  # as trained: the preset's scaling, this data set's classes
+    gflops_run: float  # ... at the run's resolution
+    params_224: int  # full size, 1000 classes: the paper's columns
+    gflops_224: float
+
+
+def complexity_of(run: PlannedRun, num_classes: int, regime: Roadmap) -> Complexity:
+    """Params and GFLOPs (multiply-accumulates) of a run's network as trained and at full size at 224 px."""
+    img = run.budget.img_size
+    if run.model is not None:
+        params, gflops = timm_baselines.complexity(run.model, num_classes, img)
+        params_224, gflops_224 = timm_baselines.complexity(run.model, 1000, 224)
+        return Complexity(params, gflops, params_224, gflops_224)
+    trained, full = count(run.design.net, img, num_classes), count(regime.design_for(run.spec).net, 224)
+    return Complexity(trained.params, trained.gflops, full.params, full.gflops)
 
 
 def _init_identity(path: str | None) -> dict[str, Any] | None:
@@ -202,34 +273,40 @@ def _adapt(design: Design, preset, img_size: int, net_sets: dict, recipe_sets: d
 def config_for(run: PlannedRun, info, device: str, opts: RunOptions) -> dict[str, Any]:
     """config.json: everything needed to reproduce the run and to report on it without the code."""
     regime = get_regime(opts.regime)
-    path = regime.parse_spec(run.spec)
-    step = path[-1]
-    is_paper_step = run.spec == step.name  # a composed spec (leave-one-out, reordered) is not the paper's model
     img = run.budget.img_size
-    trained = count(run.design.net, img, info.num_classes)
-    full = count(regime.compose(path).net, 224)  # full size at 224 px, 1000 classes: the paper's column
+    c = complexity_of(run, info.num_classes, regime)
+    if run.model is not None:
+        paper = timm_baselines.PAPER_NUMBERS.get(run.model)
+        step_fields = {"step_name": run.spec, "section": BASELINE_SECTION, "branch_of": None,
+                       "baseline": run.model, "paper": dict(paper, footnote="") if paper else None}
+    else:
+        step = regime.parse_spec(run.spec)[-1]
+        is_paper_step = run.spec == step.name  # a composed spec (leave-one-out, reordered) is not the paper's model
+        step_fields = {
+            "step_name": step.name,
+            "section": {"key": step.section.key, "number": step.section.number, "title": step.section.title},
+            "branch_of": step.branch_of,
+            "paper": {"top1": step.paper_top1, "gflops": step.paper_gflops, "footnote": step.footnote}
+            if is_paper_step else None,
+        }
     return {
         "run_id": run.run_id,
         "step": run.spec,
-        "step_name": step.name,
-        "section": {"key": step.section.key, "number": step.section.number, "title": step.section.title},
-        "branch_of": step.branch_of,
+        **step_fields,
         "seed": run.seed,
         "regime": regime.name,
-        "paper": {"top1": step.paper_top1, "gflops": step.paper_gflops, "footnote": step.footnote}
-        if is_paper_step else None,
         "complexity": {
-            "params": trained.params,  # the network as trained (after the preset's scaling)
-            "gflops_run": round(trained.gflops, 5),  # ... at the run's resolution
+            "params": c.params,  # the network as trained (after the preset's scaling)
+            "gflops_run": round(c.gflops_run, 5),  # ... at the run's resolution
             "img_size": img,
-            "gflops_224": round(full.gflops, 4),
-            "params_224": full.params,
+            "gflops_224": round(c.gflops_224, 4),  # full size at 224 px, 1000 classes: the paper's column
+            "params_224": c.params_224,
         },
         "dataset": {"name": info.name, "num_classes": info.num_classes, "classes": list(info.classes),
                     "train_size": info.train_size, "val_size": info.val_size, "img_size": img,
                     "synthetic": info.synthetic},
         "budget": dataclasses.asdict(run.budget),
-        "design": run.design.to_dict(),
+        "design": described(run.design, run.model),
         "identity": run.identity,
         "device": device,
         "code_version": code_version(),
@@ -371,8 +448,17 @@ def write_plan(out: Path, runs: list[PlannedRun], opts: RunOptions) -> None:
         "steps": list(dict.fromkeys(r.spec for r in runs)), "seeds": opts.seeds, "dataset": opts.dataset,
         "regime": opts.regime, "img_size": runs[0].budget.img_size, "preset": runs[0].budget.preset,
         "command": opts.command, "created": _now(),
+        "orders": [_order_record(steps, get_regime(opts.regime)) for steps in opts.orders],
         "runs": [{"step": r.spec, "seed": r.seed, "dir": r.run_id} for r in runs],
     })
+
+
+def _order_record(order: list[str], regime: Roadmap) -> dict[str, list[str]]:
+    """plan.json's record of one step order: the steps added, in order, and the spec of each node (the first
+    node is the starting model, which adds no step)."""
+    start = regime.main_path[0].name
+    added = [regime.get_step(s).name for s in order]
+    return {"steps": [s for s in added if s != start], "specs": order_specs(order, regime)}
 
 
 def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool, log) -> list[str]:
@@ -416,7 +502,7 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
             job = Job(run_dir=rd, design=r.design, budget=r.budget, seed=r.seed, num_classes=info.num_classes,
                       class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=device,
                       workers=workers, compile=opts.compile, progress=progress, log=log, label=label, dist=dist,
-                      init_from=opts.init_from, tracker=opts.tracker, device_data=device_data)
+                      init_from=opts.init_from, tracker=opts.tracker, device_data=device_data, model_name=r.model)
             result = train(job)
             status = result["status"] if result["status"] != "diverged" else \
                 f"diverged at epoch {result['diverged']['epoch']}"
@@ -429,16 +515,15 @@ def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Ro
 
     rows = []
     for r in runs:
-        full = count(regime.design_for(r.spec).net, 224)
-        c = count(r.design.net, r.budget.img_size, info.num_classes)
+        c = complexity_of(r, info.num_classes, regime)
         images = r.budget.epochs * (min(info.train_size, r.budget.train_batches * r.budget.batch_size)
                                     if r.budget.train_batches else info.train_size)
         rows.append({
-            "step": r.spec, "seed": r.seed, "GFLOPs@224 (full size)": round(full.gflops, 3),
+            "step": r.spec, "seed": r.seed, "GFLOPs@224 (full size)": round(c.gflops_224, 3),
             "params (M, as trained)": round(c.params / 1e6, 3),
-            f"GFLOPs@{r.budget.img_size} (as trained)": round(c.gflops, 4),
+            f"GFLOPs@{r.budget.img_size} (as trained)": round(c.gflops_run, 4),
             "epochs": r.budget.epochs, "batch": r.budget.batch_size, "lr": f"{r.budget.lr:.3g}",
-            "train PFLOPs": round(3 * c.gflops * images / 1e6, 3),  # forward + backward ~ 3x forward
+            "train PFLOPs": round(3 * c.gflops_run * images / 1e6, 3),  # forward + backward ~ 3x forward
             "status": status_of(RunDir(out / r.run_id)),
         })
     log(header)

@@ -51,6 +51,8 @@ def run_id(spec: str, seed: int, identity: dict[str, Any]) -> str:
     """`<spec>-s<seed>-<10 hex of sha256(identity)>`: readable, and unique to what produced the run."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     safe = re.sub(r"[^A-Za-z0-9_+\-]", "_", spec)
+    if len(safe) > 120:  # a long reordered spec: keep the name well under file-system limits (the hash is unique)
+        safe = safe[:120]
     return f"{safe}-s{seed}-{digest}"
 
 

@@ -65,6 +65,7 @@ class Job:
     init_from: str | None = None  # weights to start from (fine-tuning)
     tracker: str | None = None  # "tensorboard" or "wandb": mirror each epoch's metrics there
     device_data: tuple[Any, Any] | None = None  # (train, val) DeviceDatasets: augment on the device (gpu_data)
+    model_name: str | None = None  # a timm baseline: this model instead of the design's network
 
 
 def seed_everything(seed: int) -> None:
@@ -163,7 +164,12 @@ def train(job: Job) -> dict[str, Any]:
     recipe, budget, dev, main = job.design.recipe, job.budget, job.device, job.dist.is_main
     cuda = dev.type == "cuda"
     seed_everything(job.seed)
-    model = build_model(job.design.net, num_classes=job.num_classes).to(dev)
+    if job.model_name is not None:
+        from runner.baselines import create
+
+        model = create(job.model_name, job.num_classes, budget.img_size, job.design.net.drop_path_rate).to(dev)
+    else:
+        model = build_model(job.design.net, num_classes=job.num_classes).to(dev)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     if job.init_from and not job.run_dir.checkpoint.exists():
