@@ -916,6 +916,12 @@ class DeviceLoader:
     `iter()` (like reshuffling DataLoaders); `set_epoch` pins it (e.g. when resuming). `transform` is a GpuAugment
     (called with labels and the generator), any callable images -> tensor (e.g. GpuEval), or None (raw uint8).
     No host syncs in iteration: batch bounds are Python ints, batches are index_select'ed on the device.
+
+    Under DDP (`world` > 1) every rank holds the whole data set, draws the same permutation and keeps every
+    `world`-th index from position `rank`; with a per-rank `batch_size` of B / world, step k of rank r is then
+    the r::world part of step k of one process at batch B (the rule the CPU path's ShardedPermutation follows).
+    With `drop_last`, every rank gets the same number of batches. Rank r > 0 draws its augmentation from its own
+    generator, seeded by (seed, epoch, rank).
     """
 
     def __init__(
@@ -927,17 +933,29 @@ class DeviceLoader:
         drop_last: bool,
         seed: int,
         epoch: int = 0,
+        rank: int = 0,
+        world: int = 1,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in [0, {world}), got {rank}")
         self.data, self.batch_size, self.transform = data, int(batch_size), transform
         self.shuffle, self.drop_last, self.seed, self.epoch = shuffle, drop_last, int(seed), int(epoch)
+        self.rank, self.world = int(rank), int(world)
+
+    def _count(self) -> int:
+        """How many samples this rank iterates over."""
+        n = len(self.data)
+        if self.drop_last:
+            return n // self.world  # equal on every rank, so no rank waits for a batch another never runs
+        return len(range(self.rank, n, self.world))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        n = len(self.data)
+        n = self._count()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
@@ -954,6 +972,11 @@ class DeviceLoader:
             order = torch.randperm(n, generator=g, device=dev)
         else:
             order = torch.arange(n, device=dev)
+        if self.world > 1:
+            order = order[self.rank :: self.world][: self._count()]
+            if self.rank > 0:
+                g = torch.Generator(device=dev)
+                g.manual_seed(loader_seed(self.seed, epoch) * 1009 + self.rank)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = self.data.images.index_select(0, idx)

@@ -405,11 +405,12 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
     return out
 
 
-def choose_data_path(mode: str, splits, device, dist, workers: int, log) -> tuple | None:
+def choose_data_path(mode: str, splits, device, workers: int, log) -> tuple | None:
     """The device-resident data path (images on the device, augmented there) or the CPU DataLoader.
 
-    auto: the device path on CUDA for data sets held in memory that take at most half the free GPU memory,
-    one process; loader: always the DataLoader; device: the device path or a clear error (works on CPU too)."""
+    auto: the device path on CUDA for data sets held in memory that take at most half the free GPU memory
+    (under DDP every process holds the whole set on its own GPU and takes its share of each batch); loader:
+    always the DataLoader; device: the device path or a clear error (works on CPU too)."""
     from runner.gpu_data import DeviceDataset
 
     def loader(reason: str) -> None:
@@ -419,10 +420,6 @@ def choose_data_path(mode: str, splits, device, dist, workers: int, log) -> tupl
         raise RoadmapError(f"unknown --data-path {mode!r}: use auto, loader or device")
     if mode == "loader" or (mode == "auto" and device.type != "cuda"):
         return loader("")
-    if dist.active:
-        if mode == "device":
-            raise RoadmapError("--data-path device does not shard over processes yet; use --data-path loader")
-        return loader(" (the device path runs in one process)")
     train, val = DeviceDataset.from_dataset(splits.train, device), DeviceDataset.from_dataset(splits.val, device)
     if train is None or val is None:
         if mode == "device":
@@ -471,7 +468,7 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
 
     workers = opts.workers if opts.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda"
                                                               else 0)
-    device_data = choose_data_path(opts.data_path, splits, device, dist, workers, log)
+    device_data = choose_data_path(opts.data_path, splits, device, workers, log)
     held = []
     bar = tqdm(runs, desc="roadmap", unit="run", disable=not (progress and dist.is_main), file=sys.stderr,
                dynamic_ncols=True)

@@ -78,6 +78,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def eval_batch_size(batch: int) -> int:
+    """Evaluation keeps no activations for backward: twice the training batch, up to 512 images."""
+    return min(2 * batch, 512)
+
+
 def _loaders(job: Job, epoch: int):
     """Training batches from a seeded permutation (sharded over ranks), evaluation in order (sharded too).
 
@@ -90,15 +95,12 @@ def _loaders(job: Job, epoch: int):
     batch = min(b.batch_size, len(train))
     if recipe.mixup > 0 or recipe.cutmix > 0:
         batch -= batch % (2 * d.world)  # timm's batch mixup needs an even batch on every rank
-    if batch % d.world:
-        from roadmap.errors import RoadmapError
-
-        raise RoadmapError(f"--batch-size {batch} (global) does not split evenly over {d.world} processes")
+    _check_split(batch, d.world)
     common = dict(num_workers=job.workers, pin_memory=job.device.type == "cuda", persistent_workers=False)
     sampler = ShardedPermutation(len(train), epoch_seed(job.seed, epoch), d.rank, d.world)
     train_loader = DataLoader(train, batch_size=batch // d.world, sampler=sampler, drop_last=True, **common)
     # per-rank evaluation batches of size B/w over shards r::w: step k covers the same images as one process
-    val_batch = max(1, min(b.batch_size, 256) // d.world)
+    val_batch = max(1, eval_batch_size(b.batch_size) // d.world)
     val_loader = DataLoader(val, batch_size=val_batch, sampler=Shard(len(val), d.rank, d.world), **common)
     return train_loader, val_loader
 
@@ -106,17 +108,26 @@ def _loaders(job: Job, epoch: int):
 def _device_loaders(job: Job, epoch: int):
     from runner.gpu_data import DeviceLoader, GpuAugment, GpuEval
 
-    recipe, b, dev = job.design.recipe, job.budget, job.device
+    recipe, b, dev, d = job.design.recipe, job.budget, job.device, job.dist
     train_data, val_data = job.device_data
     batch = min(b.batch_size, len(train_data))
     if recipe.mixup > 0 or recipe.cutmix > 0:
-        batch -= batch % 2
+        batch -= batch % (2 * d.world)  # each rank mixes its own part of the batch: an even number of images
+    _check_split(batch, d.world)
     augment = GpuAugment(recipe, b.img_size, job.num_classes, dev) if recipe.train_augment else GpuEval(
         recipe, b.img_size, dev)
-    train = DeviceLoader(train_data, batch, augment, shuffle=True, drop_last=True, seed=job.seed, epoch=epoch)
-    val = DeviceLoader(val_data, min(b.batch_size, 256), GpuEval(recipe, b.img_size, dev), shuffle=False,
-                       drop_last=False, seed=job.seed, epoch=epoch)
+    common = dict(seed=job.seed, epoch=epoch, rank=d.rank, world=d.world)
+    train = DeviceLoader(train_data, batch // d.world, augment, shuffle=True, drop_last=True, **common)
+    val = DeviceLoader(val_data, max(1, eval_batch_size(b.batch_size) // d.world), GpuEval(recipe, b.img_size, dev),
+                       shuffle=False, drop_last=False, **common)
     return train, val
+
+
+def _check_split(batch: int, world: int) -> None:
+    if batch % world:
+        from roadmap.errors import RoadmapError
+
+        raise RoadmapError(f"--batch-size {batch} (global) does not split evenly over {world} processes")
 
 
 def to_device(x: torch.Tensor, y: torch.Tensor, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,8 +170,22 @@ def save_checkpoint(job: Job, state: dict[str, Any]) -> None:
     atomic_write_bytes(job.run_dir.checkpoint, buffer.getvalue())
 
 
-def train(job: Job) -> dict[str, Any]:
-    """Train `job` to the end of its budget (resuming if a checkpoint exists); write and return result.json."""
+@dataclass
+class Trainer:
+    """The machinery one run trains with (see `prepare`)."""
+
+    model: torch.nn.Module  # the plain module: what is saved, what EMA follows
+    forward_model: torch.nn.Module  # what runs forward: the model, maybe DDP-wrapped and compiled
+    opt: torch.optim.Optimizer
+    sched: Any
+    mix: recipes.Targets
+    ema: Any
+    steps_per_epoch: int
+
+
+def prepare(job: Job) -> Trainer:
+    """Model (channels-last on CUDA, pretrained weights, sync BN), optimizer, schedule, mixup/loss, EMA, DDP and
+    torch.compile, exactly as `train` uses them (and `roadmap bench` measures them)."""
     recipe, budget, dev, main = job.design.recipe, job.budget, job.device, job.dist.is_main
     cuda = dev.type == "cuda"
     seed_everything(job.seed)
@@ -195,6 +220,15 @@ def train(job: Job) -> dict[str, Any]:
         forward_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if cuda else None)
     if job.compile:
         forward_model = torch.compile(forward_model)
+    return Trainer(model, forward_model, opt, sched, mix, ema, steps_per_epoch)
+
+
+def train(job: Job) -> dict[str, Any]:
+    """Train `job` to the end of its budget (resuming if a checkpoint exists); write and return result.json."""
+    budget, dev, main = job.budget, job.device, job.dist.is_main
+    t = prepare(job)
+    model, forward_model, opt, sched, mix, ema = t.model, t.forward_model, t.opt, t.sched, t.mix, t.ema
+    steps_per_epoch = t.steps_per_epoch
 
     history: list[dict[str, Any]] = []
     start_epoch, updates, wall = 0, 0, 0.0

@@ -41,6 +41,21 @@ def test_ddp_gloo_two_processes_equals_one_process(tmp_path):
 
 
 @pytest.mark.slow
+def test_ddp_with_the_device_data_path_equals_one_process(tmp_path):
+    """The device-resident path under DDP: each process holds the images and takes its share of each batch."""
+    roadmap = [sys.executable, "-m", "roadmap", "run", *EXACT, "--data-path", "device"]
+    one = subprocess.run([*roadmap, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([*roadmap, "--nproc", "2", "--out", str(tmp_path / "two")], capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "images held on cpu" in two.stdout and "x 2 processes" in two.stdout
+    for x, y in zip(metrics(tmp_path / "one"), metrics(tmp_path / "two"), strict=True):
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-5)
+        assert y["val_loss"] == pytest.approx(x["val_loss"], rel=1e-4)
+        assert (y["train_top1"], y["val_top1"], y["val_top5"]) == (x["train_top1"], x["val_top1"], x["val_top5"])
+
+
+@pytest.mark.slow
 def test_submitit_local_executor_end_to_end(tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, "-m", "roadmap", "run", "--dataset", "synthetic:train=256,val=64", "--preset", "smoke",

@@ -413,6 +413,39 @@ def test_device_loader_order_epochs_drop_last():
     assert torch.equal(torch.cat([y for _, y in batches]), torch.arange(50))
 
 
+def test_device_loader_shards_like_one_process_at_the_global_batch():
+    """Under DDP, rank r's step k is the r::world part of one process's step k at the global batch; every rank
+    runs the same number of training steps; evaluation shards cover the set exactly once."""
+    images = torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1).expand(50, 3, 4, 4).contiguous()
+    data = DeviceDataset(images, torch.arange(50))
+    one = _batches(DeviceLoader(data, 12, None, shuffle=True, drop_last=True, seed=3))
+    for world in (2, 3):
+        ranks = [DeviceLoader(data, 12 // world, None, shuffle=True, drop_last=True, seed=3, rank=r, world=world)
+                 for r in range(world)]
+        assert len({len(r) for r in ranks}) == 1  # no rank waits for a step another never takes
+        per_rank = [_batches(r) for r in ranks]
+        for k, (_, y) in enumerate(one[: len(ranks[0])]):
+            for r in range(world):
+                assert torch.equal(per_rank[r][k][1], y[r::world])
+        evals = [_batches(DeviceLoader(data, 8, None, shuffle=False, drop_last=False, seed=0, rank=r, world=world))
+                 for r in range(world)]
+        assert sorted(torch.cat([y for e in evals for _, y in e]).tolist()) == list(range(50))
+    with pytest.raises(ValueError, match="rank"):
+        DeviceLoader(data, 4, None, shuffle=True, drop_last=True, seed=0, rank=2, world=2)
+
+
+def test_device_loader_ranks_draw_their_own_augmentation():
+    data = DeviceDataset.from_dataset(load_dataset("synthetic:train=64,val=16").train, "cpu")
+    aug = GpuAugment(MODERN_RECIPE, 32, 10, "cpu")
+    single = _batches(DeviceLoader(data, 16, aug, shuffle=True, drop_last=True, seed=7))
+    rank0, rank1 = (_batches(DeviceLoader(data, 8, aug, shuffle=True, drop_last=True, seed=7, rank=r, world=2))
+                    for r in range(2))
+    assert len(rank0) == len(rank1) == len(single)
+    assert not torch.equal(rank0[0][0], rank1[0][0])  # different images, different random draws
+    again = _batches(DeviceLoader(data, 8, aug, shuffle=True, drop_last=True, seed=7, rank=1, world=2))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(rank1, again, strict=True))
+
+
 def test_device_loader_with_transforms_is_reproducible():
     data = DeviceDataset.from_dataset(load_dataset("synthetic:train=64,val=16").train, "cpu")
     aug = GpuAugment(MODERN_RECIPE, 32, 10, "cpu")
