@@ -270,36 +270,76 @@ def _add_run(sub) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from roadmap.describe import render
-    from runner.bench import bench
     from runner.run import resolve_device, select_steps
 
     dev = resolve_device(args.device)
     specs = select_steps(None, [x for x in args.steps.split(",") if x.strip()] if args.steps else None, True)
-    print(f"benchmark on {dev}: {args.img_size} px, batch {args.batch_size}, {args.iters} iterations x "
-          f"{args.rounds} interleaved rounds (median); reference models measured in the same process", flush=True)
-    df = bench(specs, args.img_size, args.batch_size, dev, iters=args.iters, rounds=args.rounds,
-               references=not args.no_references, log=lambda m: print(m, file=sys.stderr))
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.models_only:
+        _bench_models(args, dev, specs, log)
+        return
+    from runner.pipeline_bench import pipeline_bench
+
+    print(f"pipeline benchmark on {dev}: {len(specs)} step(s) on {args.dataset}, preset {args.preset}, "
+          f"{args.warmup} warm-up + {args.iters} timed training steps and a full evaluation pass each, ours then the "
+          f"reference loop{'' if not args.no_reference else ' (skipped)'}; torch.compile "
+          f"{'on' if args.compile else 'off'}", flush=True)
+    df, totals = pipeline_bench(specs, dev, args.dataset, args.preset, args.epochs, args.batch_size, args.img_size,
+                                args.warmup, args.iters, args.compile, args.workers, not args.no_reference, log)
     print(render(df, args.format))
     if args.format != "json":
-        from runner.bench import projected_minutes
+        data = f"{totals['train_size']:,} / {totals['val_size']:,} images"
+        line = (f"\nprojected: {totals['ours_min']:.1f} min for these {totals['steps']} steps at {args.epochs} "
+                f"epochs (the original recipe at 90:300) on {args.dataset} ({data}), training and one evaluation per "
+                f"epoch, warm-up included; data path: {totals['data_path']}")
+        if not args.no_reference:
+            line += (f"; the reference loop ({totals['workers']} DataLoader workers): "
+                     f"{totals['reference_min']:.1f} min ({totals['reference_min'] / totals['ours_min']:.2f}x)")
+        print(line)
 
+
+def _bench_models(args: argparse.Namespace, dev, specs: list[str], log) -> None:
+    from roadmap.describe import render
+    from runner.bench import bench, projected_minutes
+
+    img, batch = args.img_size or 224, args.batch_size or 32
+    print(f"model benchmark on {dev}: {img} px, batch {batch}, {args.iters} iterations x "
+          f"{args.rounds} interleaved rounds (median); reference models measured in the same process", flush=True)
+    df = bench(specs, img, batch, dev, iters=args.iters, rounds=args.rounds, references=not args.no_reference,
+               log=log)
+    print(render(df, args.format))
+    if args.format != "json":
         print(f"\nprojected: {projected_minutes(df):.1f} min for these {len(specs)} models at 100 epochs on "
-              f"Imagenette-160's 9,469 / 3,925 images at {args.img_size} px (model compute only, data loading "
-              "excluded)")
+              f"Imagenette-160's 9,469 / 3,925 images at {img} px (model compute only, data loading excluded)")
 
 
 def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="training/eval images/s per step, beside torchvision/timm references",
-                       description="A benchmark, not a test: images/s of each step's model (training: forward, "
-                       "backward, SGD step; eval: forward), with torchvision resnet50 and timm convnext_tiny measured "
-                       "in the same process, interleaved, so the ratio ours/reference is trustworthy.")
+    from runner.budget import PRESETS
+    from runner.pipeline_bench import IMAGENETTE_SHAPED
+
+    p = sub.add_parser(
+        "bench", help="training/eval images/s per step: our pipeline beside a plain timm-style loop",
+        description="A benchmark, not a test. Per step: training and evaluation images/s of `roadmap run`'s own "
+        "pipeline (images on the device, augmented there; fused AdamW; bf16 and channels-last on CUDA; optional "
+        "torch.compile) beside the same model trained by a plain timm-style loop with a CPU DataLoader, GPU memory, "
+        "model FLOP utilization, warm-up (compile) time, and the projected wall time of the roadmap. "
+        "--models-only instead times the models alone on random tensors, interleaved with torchvision's resnet50 "
+        "and timm's convnext_tiny.")
     p.add_argument("--steps", metavar="A,B,...", help="steps to measure (default: all)")
-    p.add_argument("--img-size", type=positive_int, default=224, help="input size (default: 224)")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="batch (default: 32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:INDEX (default: auto)")
-    p.add_argument("--iters", type=positive_int, default=5, help="timed iterations per round (default: 5)")
-    p.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds (default: 3)")
-    p.add_argument("--no-references", action="store_true", help="skip the torchvision/timm reference models")
+    p.add_argument("--dataset", default=IMAGENETTE_SHAPED,
+                   help="data to train on (default: synthetic, Imagenette-160's size and count)")
+    p.add_argument("--preset", default="quick", choices=list(PRESETS), help="budget preset (default: quick)")
+    p.add_argument("--epochs", type=positive_int, default=100, help="epochs of the projection (default: 100)")
+    p.add_argument("--batch-size", type=positive_int, help="batch (default: the preset's; --models-only: 32)")
+    p.add_argument("--img-size", type=positive_int, help="input size (default: the data set's; --models-only: 224)")
+    p.add_argument("--warmup", type=positive_int, default=5, help="untimed training steps first (default: 5)")
+    p.add_argument("--iters", type=positive_int, default=25, help="timed training steps (default: 25)")
+    p.add_argument("--compile", action="store_true", help="torch.compile our model (compile time: the warm-up column)")
+    p.add_argument("--workers", type=int, metavar="N", help="DataLoader workers (default: min(8, CPUs))")
+    p.add_argument("--no-reference", action="store_true", help="skip the reference loop / reference models")
+    p.add_argument("--models-only", action="store_true", help="time the models alone on random tensors")
+    p.add_argument("--rounds", type=positive_int, default=3, help="--models-only: interleaved rounds (default: 3)")
     _add_format(p)
     p.set_defaults(func=cmd_bench)
 

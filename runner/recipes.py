@@ -48,15 +48,16 @@ def eval_transform(recipe: Recipe, img_size: int):
     )
 
 
-def optimizer(recipe: Recipe, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+def optimizer(recipe: Recipe, model: nn.Module, lr: float, fused: bool = True) -> torch.optim.Optimizer:
     """SGD with momentum (no Nesterov) or AdamW; weight decay skips 1-D parameters unless `decay_1d`; optional
-    layer-wise lr decay (fine-tuning), through timm's parameter groups."""
+    layer-wise lr decay (fine-tuning), through timm's parameter groups. AdamW on CUDA is torch's fused kernel
+    unless `fused` is False (timm's default implementation, what `roadmap bench`'s reference loop uses)."""
     common = dict(lr=lr, weight_decay=recipe.weight_decay, filter_bias_and_bn=not recipe.decay_1d,
                   layer_decay=recipe.layer_decay)
     if recipe.optimizer is Optimizer.SGD:
         return create_optimizer_v2(model, "momentum", momentum=recipe.momentum, **common)
-    fused = {"fused": True} if any(p.is_cuda for p in model.parameters()) else {}
-    return create_optimizer_v2(model, "adamw", betas=(recipe.momentum, recipe.beta2), **common, **fused)
+    use_fused = {"fused": True} if fused and any(p.is_cuda for p in model.parameters()) else {}
+    return create_optimizer_v2(model, "adamw", betas=(recipe.momentum, recipe.beta2), **common, **use_fused)
 
 
 def scheduler(recipe: Recipe, opt: torch.optim.Optimizer, steps_per_epoch: int) -> Scheduler:

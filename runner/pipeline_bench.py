@@ -1,0 +1,239 @@
+"""`roadmap bench`: the whole training pipeline of each step, beside a plain timm-style loop on the same model.
+
+Ours is what `roadmap run` trains with (`runner.train.prepare` and its epoch loop): images held on the device
+and augmented there in batches (when the data set is in memory), bf16 autocast and channels-last on CUDA,
+fused AdamW, optional torch.compile, no host syncs in the step loop, evaluation at twice the training batch.
+The reference is the loop timm-style scripts run: a DataLoader with worker processes decoding and augmenting
+PIL images (timm's transforms), timm's Mixup and AdamW (not fused), the same bf16 autocast and channels-last.
+Both train the same model, with the same recipe, batch and data, measured one after the other in one process,
+so their ratio is what the data path and the fast-path choices buy.
+
+The projection multiplies each step's measured time per image by its epochs (`--epochs`, 90:300 for the
+original recipe) and the data set's sizes, plus the one-time compile and warm-up; on the default data set (a
+synthetic one with Imagenette-160's image count and size) it is the full roadmap's wall time on Imagenette-160.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from roadmap.complexity import count
+from runner.bench import PEAK_TFLOPS
+
+IMAGENETTE_SHAPED = "synthetic:classes=10,size=160,train=9469,val=3925"
+"""Imagenette-160's image count, classes and size: all its throughput depends on (it cannot be fetched here)."""
+
+
+@dataclass
+class Measured:
+    train_ips: float  # training images/s, data pipeline included
+    eval_ips: float  # evaluation images/s, data pipeline included
+    memory_gib: float  # peak GPU memory of training (NaN on CPU)
+    warmup_s: float  # the warm-up steps' wall time: compilation, cuDNN autotuning, worker start-up
+    warmup_steps: int
+    batch: int
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _reset_memory(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def _peak_memory(dev: torch.device) -> float:
+    return torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
+
+
+def _timed_eval(evaluate: Callable[[], int], dev: torch.device) -> float:
+    """Images/s of one full evaluation pass (`evaluate` returns how many images it saw)."""
+    _sync(dev)
+    t0 = time.perf_counter()
+    seen = evaluate()
+    _sync(dev)
+    return seen / (time.perf_counter() - t0)
+
+
+def measure_ours(job, warmup: int, iters: int) -> Measured:
+    """`roadmap run`'s own training step loop and evaluation on `job` (see runner.train)."""
+    from runner.train import _loaders, _train_epoch, evaluate, prepare
+
+    dev = job.device
+    t = prepare(job)
+    train_loader, val_loader = _loaders(job, 0)
+    _sync(dev)
+    t0 = time.perf_counter()
+    _, updates, _ = _train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
+                                 min(warmup, len(train_loader)), 0)
+    _sync(dev)
+    warm = time.perf_counter() - t0
+    train_loader, val_loader = _loaders(job, 1)
+    _reset_memory(dev)
+    stats, _, _ = _train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, updates,
+                               iters, 1)
+    memory = _peak_memory(dev)
+    eval_model = t.ema.module if t.ema is not None else t.forward_model
+    n_val = len(val_loader.data) if hasattr(val_loader, "data") else len(val_loader.dataset)
+    evaluate(eval_model, val_loader, job.num_classes, dev, 1, job.dist)  # warm: eval-mode graphs, autotuning
+
+    def full_pass() -> int:
+        evaluate(eval_model, val_loader, job.num_classes, dev, len(val_loader), job.dist)
+        return n_val
+
+    eval_ips = _timed_eval(full_pass, dev)
+    batch = train_loader.batch_size
+    return Measured(stats["images_per_s"], eval_ips, memory, warm, min(warmup, len(train_loader)), batch)
+
+
+def measure_reference(design, budget, splits, num_classes: int, dev: torch.device, workers: int, warmup: int,
+                      iters: int) -> Measured:
+    """A plain timm-style loop: DataLoader workers run timm's transforms on PIL images, the batch is copied to the
+    device, mixed by timm's Mixup there, and trained under bf16 autocast with timm's AdamW (not fused)."""
+    from torch.utils.data import DataLoader
+
+    from roadmap.model import build_model
+    from runner import recipes
+    from runner.train import Transformed, eval_batch_size, seed_everything, to_device
+
+    recipe, cuda = design.recipe, dev.type == "cuda"
+    seed_everything(0)
+    model = build_model(design.net, num_classes=num_classes).to(dev)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    opt = recipes.optimizer(recipe, model, budget.lr, fused=False)
+    mix = recipes.targets(recipe, num_classes)
+    batch = min(budget.batch_size, len(splits.train))
+    batch -= batch % 2 if mix.mixup is not None else 0
+    common = dict(num_workers=workers, pin_memory=cuda, persistent_workers=workers > 0)
+    train = DataLoader(Transformed(splits.train, recipes.train_transform(recipe, budget.img_size)), batch_size=batch,
+                       shuffle=True, drop_last=True, **common)
+    val = DataLoader(Transformed(splits.val, recipes.eval_transform(recipe, budget.img_size)),
+                     batch_size=eval_batch_size(budget.batch_size), **common)
+
+    def steps(n: int):
+        done = 0
+        while done < n:
+            for x, y in train:
+                if done == n:
+                    return
+                x, y = to_device(x, y, dev)
+                x, y = mix(x, y)
+                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+                    loss = mix.loss(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                done += 1
+
+    model.train()
+    _sync(dev)
+    t0 = time.perf_counter()
+    steps(warmup)  # worker start-up, cuDNN autotuning
+    _sync(dev)
+    warm = time.perf_counter() - t0
+    _reset_memory(dev)
+    t0 = time.perf_counter()
+    steps(iters)
+    _sync(dev)
+    train_ips = iters * batch / (time.perf_counter() - t0)
+    memory = _peak_memory(dev)
+
+    @torch.no_grad()
+    def full_pass(limit: int | None = None) -> int:
+        model.eval()
+        correct, seen = torch.zeros((), device=dev, dtype=torch.long), 0
+        for i, (x, y) in enumerate(val):
+            if limit is not None and i >= limit:
+                break
+            x, y = to_device(x, y, dev)
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+                correct += (model(x).argmax(1) == y).sum()
+            seen += len(y)
+        correct.item()
+        return seen
+
+    full_pass(1)
+    eval_ips = _timed_eval(full_pass, dev)
+    return Measured(train_ips, eval_ips, memory, warm, warmup, batch)
+
+
+def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGENETTE_SHAPED, preset: str = "quick",
+                   epochs: int = 100, batch_size: int | None = None, img_size: int | None = None, warmup: int = 5,
+                   iters: int = 25, compile: bool = False, workers: int | None = None, reference: bool = True,
+                   log: Callable[[str], None] = print) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per step: ours and the reference loop's training and evaluation images/s, peak GPU memory, MFU, warm-up
+    (compile) time and the projected wall time of `epochs` epochs on `dataset`. Returns (table, totals)."""
+    import os
+
+    from runner.data import load_dataset
+    from runner.gpu_data import DeviceDataset
+    from runner.run import RunOptions, plan
+    from runner.store import RunDir
+    from runner.train import Job
+
+    splits = load_dataset(dataset)
+    info = splits.info
+    opts = RunOptions(dataset=dataset, steps=specs, preset=preset, epochs=epochs, batch_size=batch_size,
+                      img_size=img_size)
+    runs = plan(opts, dataset, info.native_size, info.num_classes)
+    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+    device_data = (DeviceDataset.from_dataset(splits.train, device), DeviceDataset.from_dataset(splits.val, device))
+    if device_data[0] is None:
+        device_data = None  # a data set read from files: both loops use the DataLoader
+    peak = next((v for k, v in PEAK_TFLOPS.items() if device.type == "cuda" and k in
+                 torch.cuda.get_device_name(device)), None)
+    rows = []
+    totals = {"ours_min": 0.0, "reference_min": 0.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in runs:
+            gflops = count(r.design.net, r.budget.img_size, info.num_classes).gflops
+            job = Job(run_dir=RunDir(Path(tmp) / r.run_id), design=r.design, budget=r.budget, seed=0,
+                      num_classes=info.num_classes, class_names=tuple(info.classes), train_set=splits.train,
+                      val_set=splits.val, device=device, workers=workers, compile=compile, progress=False,
+                      log=lambda _: None, label=r.spec, device_data=device_data)
+            ours = measure_ours(job, warmup, iters)
+            row = {"step": r.spec, f"GFLOPs@{r.budget.img_size}": round(gflops, 3), "batch": ours.batch,
+                   "epochs": r.budget.epochs, "train img/s": round(ours.train_ips, 1),
+                   "eval img/s": round(ours.eval_ips, 1)}
+            minutes = _minutes(ours, r.budget.epochs, info)
+            totals["ours_min"] += minutes
+            if reference:
+                ref = measure_reference(r.design, r.budget, splits, info.num_classes, device, workers, warmup, iters)
+                ref_minutes = _minutes(ref, r.budget.epochs, info)
+                totals["reference_min"] += ref_minutes
+                row.update({"ref train img/s": round(ref.train_ips, 1), "ref eval img/s": round(ref.eval_ips, 1),
+                            "train vs ref": round(ours.train_ips / ref.train_ips, 2),
+                            "eval vs ref": round(ours.eval_ips / ref.eval_ips, 2)})
+            if device.type == "cuda":
+                row["GPU GiB"] = round(ours.memory_gib, 2)
+                if reference:
+                    row["ref GPU GiB"] = round(ref.memory_gib, 2)
+                if peak:  # training ~ 3x forward FLOPs; a MAC is 2 FLOPs
+                    row["MFU %"] = round(100 * ours.train_ips * 6 * gflops * 1e9 / (peak * 1e12), 1)
+            row[f"warm-up s ({ours.warmup_steps} steps{', compile' if compile else ''})"] = round(ours.warmup_s, 1)
+            row["projected min"] = round(minutes, 2)
+            if reference:
+                row["ref projected min"] = round(ref_minutes, 2)
+            rows.append(row)
+            log(f"{r.spec}: ours {ours.train_ips:.0f} img/s"
+                + (f", reference {ref.train_ips:.0f} img/s" if reference else ""))
+    totals.update(steps=len(runs), dataset=dataset, train_size=info.train_size, val_size=info.val_size,
+                  data_path="device" if device_data is not None else "loader", workers=workers)
+    return pd.DataFrame(rows), totals
+
+
+def _minutes(m: Measured, epochs: int, info) -> float:
+    """Wall time of `epochs` epochs (training + one evaluation each) at the measured rates, plus the warm-up."""
+    per_epoch = info.train_size / m.train_ips + info.val_size / m.eval_ips
+    return (epochs * per_epoch + m.warmup_s) / 60
