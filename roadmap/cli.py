@@ -285,13 +285,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
           f"reference loop{'' if not args.no_reference else ' (skipped)'}; torch.compile "
           f"{'on' if args.compile else 'off'}", flush=True)
     df, totals = pipeline_bench(specs, dev, args.dataset, args.preset, args.epochs, args.batch_size, args.img_size,
-                                args.warmup, args.iters, args.compile, args.workers, not args.no_reference, log)
+                                args.warmup, args.iters, args.compile, args.workers, not args.no_reference,
+                                args.data_path, log)
     print(render(df, args.format))
     if args.format != "json":
         data = f"{totals['train_size']:,} / {totals['val_size']:,} images"
         line = (f"\nprojected: {totals['ours_min']:.1f} min for these {totals['steps']} steps at {args.epochs} "
                 f"epochs (the original recipe at 90:300) on {args.dataset} ({data}), training and one evaluation per "
-                f"epoch, warm-up included; data path: {totals['data_path']}")
+                f"epoch, warm-up included; ours: {totals['data_path']}")
         if not args.no_reference:
             line += (f"; the reference loop ({totals['workers']} DataLoader workers): "
                      f"{totals['reference_min']:.1f} min ({totals['reference_min'] / totals['ours_min']:.2f}x)")
@@ -336,7 +337,10 @@ def _add_bench(sub) -> None:
     p.add_argument("--warmup", type=positive_int, default=5, help="untimed training steps first (default: 5)")
     p.add_argument("--iters", type=positive_int, default=25, help="timed training steps (default: 25)")
     p.add_argument("--compile", action="store_true", help="torch.compile our model (compile time: the warm-up column)")
-    p.add_argument("--workers", type=int, metavar="N", help="DataLoader workers (default: min(8, CPUs))")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="DataLoader workers (default: ours as `roadmap run`, 8 on CUDA and 0 on CPU; reference 8)")
+    p.add_argument("--data-path", choices=["auto", "loader", "device"], default="auto",
+                   help="our data path, as in `roadmap run` (default: auto = device on CUDA)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference loop / reference models")
     p.add_argument("--models-only", action="store_true", help="time the models alone on random tensors")
     p.add_argument("--rounds", type=positive_int, default=3, help="--models-only: interleaved rounds (default: 3)")

@@ -1,9 +1,11 @@
 """A device-resident data path: the dataset lives on the GPU as uint8 and every augmentation runs there, batched.
 
-Why: small datasets (Fashion-MNIST, CIFAR, synthetic) fit in GPU memory many times over, and at their image sizes a
-fast GPU trains far quicker than a few CPU cores can decode, augment and collate PIL images. Here the images are
-uploaded once (`DeviceDataset`), batches are gathered on the device (`DeviceLoader`) and the training recipe's whole
-augmentation runs batched with per-sample random parameters (`GpuAugment`); evaluation preprocessing is `GpuEval`.
+Why: small datasets (Fashion-MNIST, CIFAR, Imagenette-160, Tiny-ImageNet, synthetic) fit in GPU memory many times
+over, and at their image sizes a fast GPU trains far quicker than a few CPU cores can decode, augment and collate PIL
+images. Here the images are uploaded once (`DeviceDataset`; image files are decoded once, each image in the corner of
+a canvas of the largest size, with its own size kept), batches are gathered on the device (`DeviceLoader`) and the
+training recipe's whole augmentation runs batched with per-sample random parameters (`GpuAugment`); evaluation
+preprocessing is `GpuEval`. Batching wins on CPU tensors too (docs/bench-cpu.md).
 Nothing in the iteration path reads a value back to the host, so the GPU is never stalled by the data path.
 
 The goal is the *same distributions* as the CPU pipeline of `runner.recipes` (timm's `create_transform` and
@@ -95,16 +97,62 @@ class DeviceDataset:
     """uint8 images (N, 3, H, W) + int64 labels held on one device.
 
     Grey images are stored as three equal channels (what `runner.data` feeds the CPU pipeline: PIL's
-    convert("RGB")), so every transform sees RGB.
+    convert("RGB")), so every transform sees RGB. Images of different sizes (an image folder such as Imagenette)
+    sit in the top-left corner of one H x W canvas, with their own (height, width) in `sizes`; every transform
+    reads only that part, so the padding never shows.
     """
 
-    def __init__(self, images: Tensor, targets: Tensor):
+    def __init__(self, images: Tensor, targets: Tensor, sizes: Tensor | None = None):
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected uint8 (N, 3, H, W) images, got {images.dtype} {tuple(images.shape)}")
         if targets.ndim != 1 or len(targets) != len(images) or targets.device != images.device:
             raise ValueError(f"expected {len(images)} labels on {images.device}, got {tuple(targets.shape)}")
+        if sizes is not None and (sizes.shape != (len(images), 2) or sizes.device != images.device):
+            raise ValueError(f"expected ({len(images)}, 2) sizes on {images.device}, got {tuple(sizes.shape)}")
         self.images = images
         self.targets = targets.long()
+        self.sizes = sizes.long() if sizes is not None else None
+
+    @staticmethod
+    def file_sizes(ds: Any) -> np.ndarray | None:
+        """(N, 2) (height, width) of the image files of `ds` (a dataset with `.samples` of (path, label), such as
+        ImageFolder), read from the file headers without decoding; None for a dataset of another kind."""
+        from PIL import Image
+
+        samples = getattr(ds, "samples", None)
+        if not isinstance(samples, list) or not samples:
+            return None
+        sizes = np.empty((len(samples), 2), dtype=np.int64)
+        for i, (path, _) in enumerate(samples):
+            with Image.open(path) as img:
+                sizes[i] = img.size[1], img.size[0]
+        return sizes
+
+    @classmethod
+    def from_files(cls, ds: Any, device: Device, sizes: np.ndarray | None = None, workers: int = 0,
+                   progress: bool = False) -> DeviceDataset | None:
+        """Decode every image of `ds` (a dataset of (PIL image, label) with `.samples`) once into a canvas of the
+        largest height x width, on `device`; None when `ds` has no image files. `workers` decode in parallel."""
+        from tqdm.auto import tqdm
+
+        sizes = cls.file_sizes(ds) if sizes is None else sizes
+        if sizes is None:
+            return None
+        n, (h, w) = len(sizes), sizes.max(0)
+        canvas = torch.zeros((n, 3, int(h), int(w)), dtype=torch.uint8)
+        targets = torch.empty(n, dtype=torch.long)
+        batches = torch.utils.data.DataLoader(_Decoded(ds), batch_size=64, num_workers=workers,
+                                              collate_fn=lambda items: items)
+        i = 0
+        for items in tqdm(batches, desc="decoding images", unit="batch", disable=not progress, leave=False):
+            for pixels, label in items:
+                ih, iw = pixels.shape[:2]
+                if (ih, iw) != tuple(sizes[i]):
+                    raise ValueError(f"image {i} decoded to {ih}x{iw}, its header said {tuple(sizes[i])}")
+                canvas[i, :, :ih, :iw] = torch.from_numpy(pixels).permute(2, 0, 1)
+                targets[i] = label
+                i += 1
+        return cls(canvas.to(device), targets.to(device), torch.from_numpy(sizes).to(device))
 
     @classmethod
     def from_arrays(cls, images: np.ndarray | Tensor, targets: Any, device: Device) -> DeviceDataset:
@@ -153,6 +201,20 @@ class DeviceDataset:
         return self.images.numel() * self.images.element_size() + self.targets.numel() * self.targets.element_size()
 
 
+class _Decoded(torch.utils.data.Dataset):
+    """(H, W, 3) uint8 arrays and labels of a dataset of (PIL image, label): what `from_files` decodes."""
+
+    def __init__(self, ds: Any):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        img, label = self.ds[i]
+        return np.array(img.convert("RGB"), dtype=np.uint8), int(label)
+
+
 # ------------------------------------------------------------------------------------------------------- resampling
 
 
@@ -181,9 +243,11 @@ def _check_interpolation(name: str) -> str:
 _PRECISION_BITS = 22  # PIL's fixed-point resampling precision for 8-bit images (32 - 8 - 2)
 
 
-def _resize_weights(start: Tensor, length: Tensor, in_size: int, out_size: int, kind: str) -> Tensor:
+def _resize_weights(start: Tensor, length: Tensor, in_size: int, out_size: int, kind: str,
+                    offset: Tensor | None = None, total: Tensor | None = None) -> Tensor:
     """(B, out_size, in_size) weights of PIL's resize of the crop [start, start + length) to `out_size` pixels, in
-    PIL's fixed point (integers, 1.0 = 2**22) as float64.
+    PIL's fixed point (integers, 1.0 = 2**22) as float64. With `offset` and `total` (per sample), the rows are
+    output pixels offset .. offset + out_size of a resize to `total` pixels: a resize, then a crop.
 
     PIL (Resample.c, precompute_coeffs): output pixel i samples around centre start + (i + 0.5) * scale with the
     filter stretched by max(scale, 1) (antialiasing when shrinking), taps limited to the crop, normalized to sum 1,
@@ -193,9 +257,14 @@ def _resize_weights(start: Tensor, length: Tensor, in_size: int, out_size: int, 
     dev, f64 = start.device, torch.float64
     start = start.to(f64)[:, None, None]
     length = length.to(f64)[:, None, None]
-    scale = length / torch.full_like(length, out_size)
+    if total is None:
+        scale = length / torch.full_like(length, out_size)
+        first = torch.zeros_like(length)
+    else:
+        scale = length / total.to(f64)[:, None, None]
+        first = offset.to(f64)[:, None, None]
     inv_stretch = 1.0 / scale.clamp(min=1.0)  # PIL multiplies by ss = 1 / filterscale
-    centre = (torch.arange(out_size, device=dev, dtype=f64)[None, :, None] + 0.5) * scale  # crop coordinates
+    centre = (first + torch.arange(out_size, device=dev, dtype=f64)[None, :, None] + 0.5) * scale  # crop coords
     j = torch.arange(in_size, device=dev, dtype=f64)[None, None, :] - start  # input pixel index within the crop
     t = (j - centre + 0.5) * inv_stretch
     w = (1 - t.abs()).clamp(min=0) if kind == "bilinear" else _cubic(t)
@@ -253,8 +322,8 @@ def _first_true(ok: Tensor) -> tuple[Tensor, Tensor]:
 
 def rrc_params(
     batch: int,
-    height: int,
-    width: int,
+    height: int | Tensor,
+    width: int | Tensor,
     generator: torch.Generator | None = None,
     device: Device = "cpu",
     scale: tuple[float, float] = (0.08, 1.0),
@@ -263,7 +332,10 @@ def rrc_params(
     """Per-sample (top, left, h, w) of timm's RandomResizedCropAndInterpolation.get_params, batched.
 
     Ten attempts per sample, the first whose rounded size fits is used; none fitting -> timm's centre crop.
+    `height` and `width` are one image size or per-sample (B,) tensors; the random draws do not depend on them.
     """
+    if torch.is_tensor(height):
+        return _rrc_params_per_sample(batch, height, width, generator, device, scale, ratio)
     attempts = 10
     area = height * width
     shape = (batch, attempts)
@@ -288,6 +360,34 @@ def rrc_params(
     h = torch.where(found, h, torch.full_like(h, fh)).long()
     top = torch.where(found, _randint(height - h, generator), torch.full_like(h, (height - fh) // 2))
     left = torch.where(found, _randint(width - w, generator), torch.full_like(w, (width - fw) // 2))
+    return top, left, h, w
+
+
+def _rrc_params_per_sample(batch: int, height: Tensor, width: Tensor, generator: torch.Generator | None,
+                           device: Device, scale: tuple[float, float], ratio: tuple[float, float]):
+    """`rrc_params` with a size per sample: the same draws and arithmetic, the fallback in tensors."""
+    f64 = torch.float64
+    height, width = height.to(device=device, dtype=torch.long), width.to(device=device, dtype=torch.long)
+    hf, wf = height.to(f64)[:, None], width.to(f64)[:, None]
+    shape = (batch, 10)
+    u_area = torch.rand(shape, generator=generator, device=device, dtype=f64)
+    u_ratio = torch.rand(shape, generator=generator, device=device, dtype=f64)
+    target_area = (scale[0] + (scale[1] - scale[0]) * u_area) * (hf * wf)
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(lo + (hi - lo) * u_ratio)
+    w = torch.sqrt(target_area * aspect).round()
+    h = torch.sqrt(target_area / aspect).round()
+    idx, found = _first_true((w <= wf) & (h <= hf))
+    w = w.gather(1, idx[:, None])[:, 0]
+    h = h.gather(1, idx[:, None])[:, 0]
+    in_ratio = width.to(f64) / height.to(f64)
+    narrow, wide = in_ratio < min(ratio), in_ratio > max(ratio)
+    fw = torch.where(wide, (height.to(f64) * max(ratio)).round().long(), width)
+    fh = torch.where(narrow, (width.to(f64) / min(ratio)).round().long(), height)
+    w = torch.where(found, w, fw.to(f64)).long()
+    h = torch.where(found, h, fh.to(f64)).long()
+    top = torch.where(found, _randint(height - h, generator), (height - fh) // 2)
+    left = torch.where(found, _randint(width - w, generator), (width - fw) // 2)
     return top, left, h, w
 
 
@@ -732,12 +832,14 @@ class GpuAugment:
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
     def __call__(
-        self, images_uint8: Tensor, labels: Tensor, generator: torch.Generator | None = None
+        self, images_uint8: Tensor, labels: Tensor, generator: torch.Generator | None = None,
+        sizes: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """uint8 (B, 3, H, W) images and int labels -> float (B, 3, S, S) normalized images and targets:
-        (B, num_classes) soft targets when mixup/cutmix is on, else the int labels."""
+        (B, num_classes) soft targets when mixup/cutmix is on, else the int labels. `sizes` (B, 2): each image's
+        own height and width inside a larger canvas (see DeviceDataset)."""
         g = generator
-        x = self.crop_flip(images_uint8, g)
+        x = self.crop_flip(images_uint8, g, sizes)
         if self._ra is not None:
             x = self.rand_augment_batch(x, g)
         x = (x / self._255 - self.mean) / self.std  # ToTensor + Normalize
@@ -749,9 +851,12 @@ class GpuAugment:
 
     # -- the stages, public so that tests can measure each one
 
-    def crop_flip(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def crop_flip(self, images: Tensor, generator: torch.Generator | None = None,
+                  sizes: Tensor | None = None) -> Tensor:
         """Random-resized crop to img_size and horizontal flip: float (B, 3, S, S) holding integers 0..255."""
         b, _, h, w = images.shape
+        if sizes is not None:
+            h, w = sizes[:, 0], sizes[:, 1]
         top, left, ch, cw = rrc_params(b, h, w, generator, images.device, self.scale, self.ratio)
         flip = torch.rand(b, generator=generator, device=images.device) < self.hflip
         return resized_crop(images, top, left, ch, cw, self.img_size, self.interpolation, flip)
@@ -893,9 +998,29 @@ class GpuEval:
             self._weights[(h, w)] = (wy, wx)
         return self._weights[(h, w)]
 
-    def __call__(self, images_uint8: Tensor) -> Tensor:
-        """uint8 (B, 3, H, W) -> normalized float (B, 3, S, S)."""
-        wy, wx = self._weights_for(*images_uint8.shape[-2:])
+    def _weights_per_sample(self, sizes: Tensor, in_h: int, in_w: int) -> tuple[Tensor, Tensor]:
+        """`_weights_for` for each sample's own (h, w) inside an in_h x in_w canvas, batched."""
+        f64, s = torch.float64, self.img_size
+        short = math.floor(self.img_size / self.crop_pct)
+        h, w = sizes[:, 0], sizes[:, 1]
+        tall = w <= h
+        long_side = lambda a, b: (short * a.to(f64) / b.to(f64)).trunc().long()  # noqa: E731  int(short * a / b)
+        new_h = torch.where(tall, long_side(h, w), torch.full_like(h, short))
+        new_w = torch.where(tall, torch.full_like(w, short), long_side(w, h))
+        top = ((new_h - s).to(f64) / 2.0).round().long()  # Python's round(): half to even, as torch's
+        left = ((new_w - s).to(f64) / 2.0).round().long()
+        zero = torch.zeros_like(h)
+        wy = _resize_weights(zero, h, in_h, s, self.interpolation, offset=top, total=new_h)
+        wx = _resize_weights(zero, w, in_w, s, self.interpolation, offset=left, total=new_w)
+        return wy, wx
+
+    def __call__(self, images_uint8: Tensor, sizes: Tensor | None = None) -> Tensor:
+        """uint8 (B, 3, H, W) -> normalized float (B, 3, S, S); `sizes` (B, 2): each image's own height and width
+        inside a larger canvas (see DeviceDataset)."""
+        if sizes is None:
+            wy, wx = self._weights_for(*images_uint8.shape[-2:])
+        else:
+            wy, wx = self._weights_per_sample(sizes, *images_uint8.shape[-2:])
         x = _resample(images_uint8.float(), wy, wx)
         return (x / self._255 - self.mean) / self.std
 
@@ -981,8 +1106,9 @@ class DeviceLoader:
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = self.data.images.index_select(0, idx)
             y = self.data.targets.index_select(0, idx)
+            sizes = {} if self.data.sizes is None else {"sizes": self.data.sizes.index_select(0, idx)}
             if isinstance(self.transform, GpuAugment):
-                x, y = self.transform(x, y, generator=g)
+                x, y = self.transform(x, y, generator=g, **sizes)
             elif self.transform is not None:
-                x = self.transform(x)
+                x = self.transform(x, **sizes)
             yield x, y

@@ -171,14 +171,16 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
 def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGENETTE_SHAPED, preset: str = "quick",
                    epochs: int = 100, batch_size: int | None = None, img_size: int | None = None, warmup: int = 5,
                    iters: int = 25, compile: bool = False, workers: int | None = None, reference: bool = True,
-                   log: Callable[[str], None] = print) -> tuple[pd.DataFrame, dict[str, Any]]:
+                   data_path: str = "auto", log: Callable[[str], None] = print) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per step: ours and the reference loop's training and evaluation images/s, peak GPU memory, MFU, warm-up
-    (compile) time and the projected wall time of `epochs` epochs on `dataset`. Returns (table, totals)."""
+    (compile) time and the projected wall time of `epochs` epochs on `dataset`. Returns (table, totals).
+
+    Ours takes the data path and worker count `roadmap run` would (`data_path`, `workers`); the reference loop
+    always uses a DataLoader with `workers` processes (default: min(8, CPUs))."""
     import os
 
     from runner.data import load_dataset
-    from runner.gpu_data import DeviceDataset
-    from runner.run import RunOptions, plan
+    from runner.run import RunOptions, choose_data_path, default_workers, plan
     from runner.store import RunDir
     from runner.train import Job
 
@@ -187,10 +189,11 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
     opts = RunOptions(dataset=dataset, steps=specs, preset=preset, epochs=epochs, batch_size=batch_size,
                       img_size=img_size)
     runs = plan(opts, dataset, info.native_size, info.num_classes)
-    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
-    device_data = (DeviceDataset.from_dataset(splits.train, device), DeviceDataset.from_dataset(splits.val, device))
-    if device_data[0] is None:
-        device_data = None  # a data set read from files: both loops use the DataLoader
+    ours_workers = workers if workers is not None else default_workers(device)
+    ref_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+    paths: list[str] = []
+    device_data = choose_data_path(data_path, splits, device, ours_workers, paths.append)
+    log(paths[0])
     peak = next((v for k, v in PEAK_TFLOPS.items() if device.type == "cuda" and k in
                  torch.cuda.get_device_name(device)), None)
     rows = []
@@ -200,7 +203,7 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
             gflops = count(r.design.net, r.budget.img_size, info.num_classes).gflops
             job = Job(run_dir=RunDir(Path(tmp) / r.run_id), design=r.design, budget=r.budget, seed=0,
                       num_classes=info.num_classes, class_names=tuple(info.classes), train_set=splits.train,
-                      val_set=splits.val, device=device, workers=workers, compile=compile, progress=False,
+                      val_set=splits.val, device=device, workers=ours_workers, compile=compile, progress=False,
                       log=lambda _: None, label=r.spec, device_data=device_data)
             ours = measure_ours(job, warmup, iters)
             row = {"step": r.spec, f"GFLOPs@{r.budget.img_size}": round(gflops, 3), "batch": ours.batch,
@@ -209,7 +212,8 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
             minutes = _minutes(ours, r.budget.epochs, info)
             totals["ours_min"] += minutes
             if reference:
-                ref = measure_reference(r.design, r.budget, splits, info.num_classes, device, workers, warmup, iters)
+                ref = measure_reference(r.design, r.budget, splits, info.num_classes, device, ref_workers, warmup,
+                                        iters)
                 ref_minutes = _minutes(ref, r.budget.epochs, info)
                 totals["reference_min"] += ref_minutes
                 row.update({"ref train img/s": round(ref.train_ips, 1), "ref eval img/s": round(ref.eval_ips, 1),
@@ -229,7 +233,7 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
             log(f"{r.spec}: ours {ours.train_ips:.0f} img/s"
                 + (f", reference {ref.train_ips:.0f} img/s" if reference else ""))
     totals.update(steps=len(runs), dataset=dataset, train_size=info.train_size, val_size=info.val_size,
-                  data_path="device" if device_data is not None else "loader", workers=workers)
+                  data_path=paths[0].removeprefix("data path: "), workers=ref_workers)
     return pd.DataFrame(rows), totals
 
 

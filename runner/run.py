@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from reports.records import BASELINE_SECTION
 from roadmap.complexity import count
 from roadmap.design import FINETUNE_RECIPE, Design, Network, Recipe, parse_value, to_dict
@@ -408,32 +410,64 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
 def choose_data_path(mode: str, splits, device, workers: int, log) -> tuple | None:
     """The device-resident data path (images on the device, augmented there) or the CPU DataLoader.
 
-    auto: the device path on CUDA for data sets held in memory that take at most half the free GPU memory
-    (under DDP every process holds the whole set on its own GPU and takes its share of each batch); loader:
-    always the DataLoader; device: the device path or a clear error (works on CPU too)."""
+    auto: the device path for data sets that take at most half the free GPU memory (on CPU: any), whether held
+    in memory (Fashion-MNIST, CIFAR, synthetic) or image files (Imagenette, Tiny-ImageNet, folder:), which are
+    then decoded once; under DDP every process holds the whole set on its own device and takes its share of
+    each batch. Batched augmentation wins on CPU too (docs/bench-cpu.md). loader: always the DataLoader;
+    device: the device path, whatever its size."""
     from runner.gpu_data import DeviceDataset
-
-    def loader(reason: str) -> None:
-        log(f"data path: CPU DataLoader ({workers} worker processes){reason}")
 
     if mode not in ("auto", "loader", "device"):
         raise RoadmapError(f"unknown --data-path {mode!r}: use auto, loader or device")
-    if mode == "loader" or (mode == "auto" and device.type != "cuda"):
-        return loader("")
+    if mode == "loader":
+        log(f"data path: CPU DataLoader ({workers} worker processes)")
+        return None
     train, val = DeviceDataset.from_dataset(splits.train, device), DeviceDataset.from_dataset(splits.val, device)
-    if train is None or val is None:
-        if mode == "device":
-            raise RoadmapError(f"{splits.info.name} is not held in memory as arrays; use --data-path loader")
-        return loader(" (this data set is read from files)")
+    decoded = ""
+    if train is None or val is None:  # image files: how big they would be on the device, before decoding them
+        sizes = DeviceDataset.file_sizes(splits.train), DeviceDataset.file_sizes(splits.val)
+        if sizes[0] is None or sizes[1] is None:
+            if mode == "device":
+                raise RoadmapError(f"{splits.info.name} has neither arrays nor image files; use --data-path loader")
+            log(f"data path: CPU DataLoader ({workers} worker processes)")
+            return None
+        need = sum(3 * int(np.prod(s.max(0))) * len(s) for s in sizes)
+        if not _fits(need, device, mode, workers, log):
+            return None
+        train, val = (DeviceDataset.from_files(ds, device, s, workers=workers, progress=sys.stderr.isatty())
+                      for ds, s in zip((splits.train, splits.val), sizes, strict=True))
+        h, w = train.images.shape[-2:]
+        decoded = f", decoded once from {len(train) + len(val):,} image files into {h}x{w} canvases"
+    elif not _fits(train.nbytes() + val.nbytes(), device, mode, workers, log):
+        return None
     size = train.nbytes() + val.nbytes()
-    if device.type == "cuda" and mode == "auto":
+    log(f"data path: images held on {device} ({size / 2**20:.0f} MiB as uint8{decoded}) and augmented there, batched")
+    return train, val
+
+
+def _fits(nbytes: int, device, mode: str, workers: int, log) -> bool:
+    """Whether `auto` may hold `nbytes` of images on the device: at most half the free memory of a CUDA device,
+    and of the available RAM (where they are built, and held on CPU); says why not."""
+    if mode != "auto":
+        return True
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    where = "RAM"
+    if device.type == "cuda":
         import torch
 
-        free, _ = torch.cuda.mem_get_info(device)
-        if size > free / 2:
-            return loader(f" (the images, {size / 2**30:.1f} GiB, would take over half the free GPU memory)")
-    log(f"data path: images held on {device} ({size / 2**20:.0f} MiB as uint8) and augmented there, batched")
-    return train, val
+        gpu_free, _ = torch.cuda.mem_get_info(device)
+        if gpu_free < free:
+            free, where = gpu_free, "GPU memory"
+    if nbytes <= free / 2:
+        return True
+    log(f"data path: CPU DataLoader ({workers} worker processes) (the images, {nbytes / 2**30:.1f} GiB, would take "
+        f"over half the free {where})")
+    return False
+
+
+def default_workers(device) -> int:
+    """DataLoader processes: up to 8 feeding a GPU; none on CPU, where they would take cores from training."""
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
 def _silent(_: str) -> None:
@@ -466,8 +500,7 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
     from runner.dist import barrier, broadcast
     from runner.train import Job, train
 
-    workers = opts.workers if opts.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda"
-                                                              else 0)
+    workers = opts.workers if opts.workers is not None else default_workers(device)
     device_data = choose_data_path(opts.data_path, splits, device, workers, log)
     held = []
     bar = tqdm(runs, desc="roadmap", unit="run", disable=not (progress and dist.is_main), file=sys.stderr,

@@ -352,6 +352,94 @@ def test_eval_equals_cpu_transform(interpolation, size):
     assert levels.mean() < 0.05 and levels.max() < 2.01
 
 
+# ------------------------------------------------------------------------------------ images of different sizes
+
+MIXED_SIZES = [(37, 50), (50, 37), (64, 64), (20, 80), (80, 20), (33, 34)]  # (h, w); 20x80 and 80x20: fallbacks
+
+
+def mixed_canvas(seed: int = 0) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:
+    """Random images of MIXED_SIZES (HWC) and the same in one zero-padded canvas (NCHW) with their sizes."""
+    rng = np.random.default_rng(seed)
+    imgs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in MIXED_SIZES]
+    canvas = torch.zeros(len(imgs), 3, 80, 80, dtype=torch.uint8)
+    for i, a in enumerate(imgs):
+        canvas[i, :, : a.shape[0], : a.shape[1]] = torch.from_numpy(a).permute(2, 0, 1)
+    return imgs, canvas, torch.tensor(MIXED_SIZES)
+
+
+def test_rrc_params_with_a_size_per_sample_equal_the_draws_for_each_size():
+    """Per-sample sizes use the same random draws as one size for the whole batch: sample k of a mixed batch is
+    sample k of a batch of its own size (drawn from the same seed), fallback crops included."""
+    n = 600
+    sizes = torch.tensor(MIXED_SIZES)[torch.arange(n) % len(MIXED_SIZES)]
+    mixed = rrc_params(n, sizes[:, 0], sizes[:, 1], torch.Generator().manual_seed(5))
+    for h, w in MIXED_SIZES:
+        one = rrc_params(n, h, w, torch.Generator().manual_seed(5))
+        rows = (sizes[:, 0] == h) & (sizes[:, 1] == w)
+        for got, want in zip(mixed, one, strict=True):
+            assert torch.equal(got[rows], want[rows])
+    top, left, h, w = mixed
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= sizes[:, 0]).all() and (left + w <= sizes[:, 1]).all()
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_crops_inside_a_canvas_equal_crops_of_the_images(interpolation):
+    """The padding of a canvas never reaches a crop: bit-exact with torchvision's resized_crop on each PIL image."""
+    imgs, canvas, sizes = mixed_canvas(1)
+    top, left, h, w = rrc_params(len(imgs), sizes[:, 0], sizes[:, 1], torch.Generator().manual_seed(2))
+    got = resized_crop(canvas, top, left, h, w, 32, interpolation).permute(0, 2, 3, 1).numpy()
+    for k, a in enumerate(imgs):
+        ref = TF.resized_crop(Image.fromarray(a), int(top[k]), int(left[k]), int(h[k]), int(w[k]), [32, 32],
+                              TF.InterpolationMode(interpolation))
+        assert np.abs(got[k] - np.asarray(ref)).max() == 0
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("size", [24, 32])
+def test_eval_of_images_in_a_canvas_equals_the_cpu_transform(interpolation, size):
+    """Portrait, landscape and square images of different sizes in one batch: bit-exact with eval_transform."""
+    imgs, canvas, sizes = mixed_canvas(2)
+    recipe = replace(Recipe(), eval_interpolation=interpolation)
+    out = GpuEval(recipe, size, "cpu")(canvas, sizes=sizes)
+    ref = torch.stack([eval_transform(recipe, size)(Image.fromarray(a)) for a in imgs])
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_the_train_augmentation_of_a_canvas_uses_each_images_own_size():
+    imgs, canvas, sizes = mixed_canvas(3)
+    aug = GpuAugment(replace(MODERN_RECIPE, random_erasing=0.0, mixup=0.0, cutmix=0.0, rand_augment=None), 16, 10,
+                     "cpu")
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    x, _ = aug(canvas, torch.zeros(len(imgs), dtype=torch.long), g1, sizes=sizes)
+    top, left, h, w = rrc_params(len(imgs), sizes[:, 0], sizes[:, 1], g2)
+    flip = torch.rand(len(imgs), generator=g2) < 0.5
+    want = resized_crop(canvas, top, left, h, w, 16, MODERN_RECIPE.train_interpolation, flip)
+    assert torch.allclose(x, (want / 255 - aug.mean) / aug.std)
+
+
+def test_image_files_are_decoded_once_into_a_canvas(tmp_path):
+    from runner.data import ImageFolderRGB
+
+    imgs, _, _ = mixed_canvas(4)
+    for k, a in enumerate(imgs):
+        (tmp_path / f"c{k % 2}").mkdir(exist_ok=True)
+        Image.fromarray(a).save(tmp_path / f"c{k % 2}" / f"{k}.png")
+    ds = ImageFolderRGB(tmp_path)
+    data = DeviceDataset.from_files(ds, "cpu")
+    assert data.images.shape == (len(imgs), 3, 80, 80) and data.sizes.tolist() == [
+        list(np.asarray(ds[i][0]).shape[:2]) for i in range(len(ds))]
+    for i in range(len(ds)):
+        h, w = data.sizes[i].tolist()
+        assert np.array_equal(data.images[i, :, :h, :w].permute(1, 2, 0).numpy(), np.asarray(ds[i][0]))
+        assert data.images[i, :, h:, :].sum() == 0 and data.images[i, :, :, w:].sum() == 0
+        assert data.targets[i] == ds.targets[i]
+    loader = DeviceLoader(data, 4, GpuEval(MODERN_RECIPE, 24, "cpu"), shuffle=False, drop_last=False, seed=0)
+    x = torch.cat([b for b, _ in loader])
+    ref = torch.stack([eval_transform(MODERN_RECIPE, 24)(ds[i][0]) for i in range(len(ds))])
+    assert torch.allclose(x, ref, atol=1e-5)
+    assert DeviceDataset.from_files(load_dataset("synthetic:train=8,val=4").train, "cpu") is None
+
+
 # ------------------------------------------------------------------------------------------------ dataset + loader
 
 

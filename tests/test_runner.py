@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from runner.budget import get_preset, make_budget
@@ -239,14 +240,21 @@ def test_device_data_path_trains_and_resumes_like_itself(tmp_path, cli):
         assert a[key] == b[key], key
 
 
-def test_device_data_path_needs_in_memory_data(tmp_path, cli):
+def test_an_image_folder_takes_the_device_path_decoded_once(tmp_path, cli):
+    """Image files of different sizes (like Imagenette's) are decoded once onto the device and trained from there."""
     folder = tmp_path / "imgs"
     from PIL import Image
 
-    for split in ("train", "val"):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("val", 4)):
         for c in ("a", "b"):
             (folder / split / c).mkdir(parents=True)
-            Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / split / c / "x.png")
-    code, _, err = cli("run", "--dataset", f"folder:{folder}", "--preset", "smoke", "--data-path", "device",
-                       "--steps", "resnet50", "--out", str(tmp_path / "o"))
-    assert code == 2 and "--data-path loader" in err
+            for k in range(n):
+                size = (int(rng.integers(30, 60)), int(rng.integers(30, 60)))
+                Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / split / c / f"{k}.png")
+    code, text, err = cli("run", "--dataset", f"folder:{folder}", "--preset", "smoke", "--steps", "convnext_tiny",
+                          "--epochs", "1", "--train-batches", "2", "--batch-size", "8", "--quiet", "--no-report",
+                          "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert "decoded once from 32 image files" in text
+    assert json.loads(next((tmp_path / "o").glob("*/result.json")).read_text())["status"] == "done"
