@@ -198,8 +198,9 @@ def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
     p.add_argument("--workers", type=int, metavar="N", help="data-loading processes (default: 8 on CUDA, 0 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--data-path", choices=["auto", "loader", "device"], default="auto",
-                   help="device: keep the images on the device and augment them there, batched; loader: the CPU "
-                   "DataLoader; auto (default): device on CUDA for in-memory data sets")
+                   help="device: keep the images on the device and augment them there, batched (image files are "
+                   "decoded once); loader: the CPU DataLoader; auto (default): device when the images take at most "
+                   "half the free device memory")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch instead)")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--init-from", metavar="PATH",
@@ -274,18 +275,21 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
     dev = resolve_device(args.device)
     specs = select_steps(None, [x for x in args.steps.split(",") if x.strip()] if args.steps else None, True)
+    if any(s.startswith("timm:") for s in specs):
+        raise RoadmapError("roadmap bench measures roadmap steps; timm baselines (timm:NAME) are not benchmarked")
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if args.models_only:
         _bench_models(args, dev, specs, log)
         return
     from runner.pipeline_bench import pipeline_bench
 
+    iters = args.iters or 25
     print(f"pipeline benchmark on {dev}: {len(specs)} step(s) on {args.dataset}, preset {args.preset}, "
-          f"{args.warmup} warm-up + {args.iters} timed training steps and a full evaluation pass each, ours then the "
+          f"{args.warmup} warm-up + {iters} timed training steps and a full evaluation pass each, ours then the "
           f"reference loop{'' if not args.no_reference else ' (skipped)'}; torch.compile "
           f"{'on' if args.compile else 'off'}", flush=True)
     df, totals = pipeline_bench(specs, dev, args.dataset, args.preset, args.epochs, args.batch_size, args.img_size,
-                                args.warmup, args.iters, args.compile, args.workers, not args.no_reference,
+                                args.warmup, iters, args.compile, args.workers, not args.no_reference,
                                 args.data_path, log)
     print(render(df, args.format))
     if args.format != "json":
@@ -303,10 +307,10 @@ def _bench_models(args: argparse.Namespace, dev, specs: list[str], log) -> None:
     from roadmap.describe import render
     from runner.bench import bench, projected_minutes
 
-    img, batch = args.img_size or 224, args.batch_size or 32
-    print(f"model benchmark on {dev}: {img} px, batch {batch}, {args.iters} iterations x "
+    img, batch, iters = args.img_size or 224, args.batch_size or 32, args.iters or 5
+    print(f"model benchmark on {dev}: {img} px, batch {batch}, {iters} iterations x "
           f"{args.rounds} interleaved rounds (median); reference models measured in the same process", flush=True)
-    df = bench(specs, img, batch, dev, iters=args.iters, rounds=args.rounds, references=not args.no_reference,
+    df = bench(specs, img, batch, dev, iters=iters, rounds=args.rounds, references=not args.no_reference,
                log=log)
     print(render(df, args.format))
     if args.format != "json":
@@ -315,8 +319,7 @@ def _bench_models(args: argparse.Namespace, dev, specs: list[str], log) -> None:
 
 
 def _add_bench(sub) -> None:
-    from runner.budget import PRESETS
-    from runner.pipeline_bench import IMAGENETTE_SHAPED
+    from runner.budget import IMAGENETTE_SHAPED, PRESETS
 
     p = sub.add_parser(
         "bench", help="training/eval images/s per step: our pipeline beside a plain timm-style loop",
@@ -335,13 +338,15 @@ def _add_bench(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, help="batch (default: the preset's; --models-only: 32)")
     p.add_argument("--img-size", type=positive_int, help="input size (default: the data set's; --models-only: 224)")
     p.add_argument("--warmup", type=positive_int, default=5, help="untimed training steps first (default: 5)")
-    p.add_argument("--iters", type=positive_int, default=25, help="timed training steps (default: 25)")
+    p.add_argument("--iters", type=positive_int,
+                   help="timed training steps (default: 25); --models-only: iterations per round (default: 5)")
     p.add_argument("--compile", action="store_true", help="torch.compile our model (compile time: the warm-up column)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="DataLoader workers (default: ours as `roadmap run`, 8 on CUDA and 0 on CPU; reference 8)")
     p.add_argument("--data-path", choices=["auto", "loader", "device"], default="auto",
-                   help="our data path, as in `roadmap run` (default: auto = device on CUDA)")
-    p.add_argument("--no-reference", action="store_true", help="skip the reference loop / reference models")
+                   help="our data path, as in `roadmap run` (default: auto)")
+    p.add_argument("--no-reference", "--no-references", action="store_true",
+                   help="skip the reference loop / reference models")
     p.add_argument("--models-only", action="store_true", help="time the models alone on random tensors")
     p.add_argument("--rounds", type=positive_int, default=3, help="--models-only: interleaved rounds (default: 3)")
     _add_format(p)

@@ -68,15 +68,33 @@ def create(name: str, num_classes: int, img_size: int, drop_path_rate: float):
 
 def complexity(name: str, num_classes: int, img_size: int) -> tuple[int, float]:
     """(params, GFLOPs) of timm's `name` at `img_size` px: GFLOPs = multiply-accumulates / 1e9, counted by
-    torch's FlopCounterMode on the meta device."""
+    torch's FlopCounterMode on the meta device (on the CPU for a model that cannot be built there). A model that
+    cannot run at this size is a RoadmapError."""
+    import torch
+
+    from roadmap.errors import RoadmapError
+
+    try:
+        return _count(name, num_classes, img_size, "meta")
+    except Exception:  # noqa: BLE001 - some constructors compute on their tensors; count for real instead
+        pass
+    try:
+        return _count(name, num_classes, img_size, "cpu")
+    except (RuntimeError, ValueError, AssertionError, torch.OutOfMemoryError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RoadmapError(f"timm:{name} cannot run on {img_size} px images ({first[:160]}); choose another "
+                           "--img-size or leave it out of --baselines") from None
+
+
+def _count(name: str, num_classes: int, img_size: int, device: str) -> tuple[int, float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.device("meta"):
+    with torch.device(device):
         model = create(name, num_classes, img_size, 0.0)
     model.eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(torch.empty(1, 3, img_size, img_size, device="meta"))
+        model(torch.empty(1, 3, img_size, img_size, device=device))
     params = sum(p.numel() for p in model.parameters())
     return params, counter.get_total_flops() / 2 / 1e9

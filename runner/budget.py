@@ -31,6 +31,10 @@ class Preset:
     note: str = ""
 
 
+IMAGENETTE_SHAPED = "synthetic:classes=10,size=160,train=9469,val=3925"
+"""A synthetic data set with Imagenette-160's image count, classes and size: all its throughput depends on
+(`roadmap bench`'s default; the real set cannot be fetched everywhere)."""
+
 PRESETS: dict[str, Preset] = {
     "paper": Preset("paper", None, None, None, note="the paper's epochs, batch and learning rate"),
     "quick": Preset("quick", 20, 128, None, note="full-size models, 20 epochs (6 for the original recipe)"),

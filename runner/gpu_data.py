@@ -141,8 +141,7 @@ class DeviceDataset:
         n, (h, w) = len(sizes), sizes.max(0)
         canvas = torch.zeros((n, 3, int(h), int(w)), dtype=torch.uint8)
         targets = torch.empty(n, dtype=torch.long)
-        batches = torch.utils.data.DataLoader(_Decoded(ds), batch_size=64, num_workers=workers,
-                                              collate_fn=lambda items: items)
+        batches = torch.utils.data.DataLoader(_Decoded(ds), batch_size=64, num_workers=workers, collate_fn=_as_list)
         i = 0
         for items in tqdm(batches, desc="decoding images", unit="batch", disable=not progress, leave=False):
             for pixels, label in items:
@@ -170,6 +169,24 @@ class DeviceDataset:
         Understands `runner.data`'s `.images`/`.targets` (Fashion-MNIST, synthetic), torchvision's
         `.data`/`.targets` (CIFAR, MNIST) and `torch.utils.data.Subset` of those.
         """
+        arrays = cls._arrays(ds)
+        return None if arrays is None else cls.from_arrays(*arrays, device)
+
+    @classmethod
+    def array_bytes(cls, ds: Any) -> int | None:
+        """What `from_dataset(ds, ...)` would hold on the device (RGB uint8 images), without building it; None when
+        `ds` has no in-memory arrays."""
+        arrays = cls._arrays(ds)
+        if arrays is None:
+            return None
+        shape = tuple(arrays[0].shape)
+        # (N, H, W) grey or (N, H, W, C) channels-last (what _to_nchw reads first), else (N, C, H, W)
+        h, w = shape[1:3] if len(shape) == 3 or shape[-1] in (1, 3) else shape[2:4]
+        return shape[0] * (3 * h * w + 8)
+
+    @staticmethod
+    def _arrays(ds: Any) -> tuple[Any, np.ndarray] | None:
+        """(uint8 images, int64 targets) of a dataset held in memory (see `from_dataset`), or None."""
         indices = None
         while isinstance(ds, torch.utils.data.Subset):
             sub = np.asarray(ds.indices, dtype=np.int64)
@@ -187,7 +204,7 @@ class DeviceDataset:
         if indices is not None:
             images = images[torch.from_numpy(indices)] if torch.is_tensor(images) else images[indices]
             targets = targets[indices]
-        return cls.from_arrays(images, targets, device)
+        return images, targets
 
     def __len__(self) -> int:
         return len(self.images)
@@ -199,6 +216,11 @@ class DeviceDataset:
     def nbytes(self) -> int:
         """Device memory held by the images and labels."""
         return self.images.numel() * self.images.element_size() + self.targets.numel() * self.targets.element_size()
+
+
+def _as_list(items: list) -> list:
+    """A DataLoader collate_fn that keeps the items as they are (a module-level function: picklable for workers)."""
+    return items
 
 
 class _Decoded(torch.utils.data.Dataset):

@@ -1,7 +1,7 @@
 """`roadmap bench`: the whole training pipeline of each step, beside a plain timm-style loop on the same model.
 
 Ours is what `roadmap run` trains with (`runner.train.prepare` and its epoch loop): images held on the device
-and augmented there in batches (when the data set is in memory), bf16 autocast and channels-last on CUDA,
+and augmented there in batches (the data path `roadmap run` would choose), bf16 autocast and channels-last on CUDA,
 fused AdamW, optional torch.compile, no host syncs in the step loop, evaluation at twice the training batch.
 The reference is the loop timm-style scripts run: a DataLoader with worker processes decoding and augmenting
 PIL images (timm's transforms), timm's Mixup and AdamW (not fused), the same bf16 autocast and channels-last.
@@ -27,16 +27,14 @@ import torch
 
 from roadmap.complexity import count
 from runner.bench import PEAK_TFLOPS
-
-IMAGENETTE_SHAPED = "synthetic:classes=10,size=160,train=9469,val=3925"
-"""Imagenette-160's image count, classes and size: all its throughput depends on (it cannot be fetched here)."""
+from runner.budget import IMAGENETTE_SHAPED
 
 
 @dataclass
 class Measured:
     train_ips: float  # training images/s, data pipeline included
     eval_ips: float  # evaluation images/s, data pipeline included
-    memory_gib: float  # peak GPU memory of training (NaN on CPU)
+    memory_gib: float  # peak GPU memory of training (NaN on CPU), our resident images included
     warmup_s: float  # the warm-up steps' wall time: compilation, cuDNN autotuning, worker start-up
     warmup_steps: int
     batch: int
@@ -97,9 +95,10 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
 
 
 def measure_reference(design, budget, splits, num_classes: int, dev: torch.device, workers: int, warmup: int,
-                      iters: int) -> Measured:
+                      iters: int, resident: int = 0) -> Measured:
     """A plain timm-style loop: DataLoader workers run timm's transforms on PIL images, the batch is copied to the
-    device, mixed by timm's Mixup there, and trained under bf16 autocast with timm's AdamW (not fused)."""
+    device, mixed by timm's Mixup there, and trained under bf16 autocast with timm's AdamW (not fused). `resident`:
+    bytes on the device that are not the reference's (our images), left out of its memory."""
     from torch.utils.data import DataLoader
 
     from roadmap.model import build_model
@@ -147,7 +146,7 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
     steps(iters)
     _sync(dev)
     train_ips = iters * batch / (time.perf_counter() - t0)
-    memory = _peak_memory(dev)
+    memory = _peak_memory(dev) - resident / 2**30
 
     @torch.no_grad()
     def full_pass(limit: int | None = None) -> int:
@@ -194,6 +193,7 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
     paths: list[str] = []
     device_data = choose_data_path(data_path, splits, device, ours_workers, paths.append)
     log(paths[0])
+    resident = sum(d.nbytes() for d in device_data) if device_data is not None else 0
     peak = next((v for k, v in PEAK_TFLOPS.items() if device.type == "cuda" and k in
                  torch.cuda.get_device_name(device)), None)
     rows = []
@@ -209,12 +209,12 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
             row = {"step": r.spec, f"GFLOPs@{r.budget.img_size}": round(gflops, 3), "batch": ours.batch,
                    "epochs": r.budget.epochs, "train img/s": round(ours.train_ips, 1),
                    "eval img/s": round(ours.eval_ips, 1)}
-            minutes = _minutes(ours, r.budget.epochs, info)
+            minutes = _minutes(ours, r.budget, info)
             totals["ours_min"] += minutes
             if reference:
                 ref = measure_reference(r.design, r.budget, splits, info.num_classes, device, ref_workers, warmup,
-                                        iters)
-                ref_minutes = _minutes(ref, r.budget.epochs, info)
+                                        iters, resident)
+                ref_minutes = _minutes(ref, r.budget, info)
                 totals["reference_min"] += ref_minutes
                 row.update({"ref train img/s": round(ref.train_ips, 1), "ref eval img/s": round(ref.eval_ips, 1),
                             "train vs ref": round(ours.train_ips / ref.train_ips, 2),
@@ -237,7 +237,15 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
     return pd.DataFrame(rows), totals
 
 
-def _minutes(m: Measured, epochs: int, info) -> float:
-    """Wall time of `epochs` epochs (training + one evaluation each) at the measured rates, plus the warm-up."""
-    per_epoch = info.train_size / m.train_ips + info.val_size / m.eval_ips
-    return (epochs * per_epoch + m.warmup_s) / 60
+def _minutes(m: Measured, budget, info) -> float:
+    """Wall time of the budget's epochs (training + one evaluation each) at the measured rates, plus the warm-up;
+    an epoch trains its whole batches (at most `train_batches`) and evaluates at most `val_batches` batches."""
+    from runner.train import eval_batch_size
+
+    train = info.train_size // m.batch * m.batch
+    if budget.train_batches:
+        train = min(train, budget.train_batches * m.batch)
+    val = info.val_size
+    if budget.val_batches:
+        val = min(val, budget.val_batches * eval_batch_size(budget.batch_size))
+    return (budget.epochs * (train / m.train_ips + val / m.eval_ips) + m.warmup_s) / 60

@@ -214,6 +214,8 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
         design = apply_budget(design, budget)
         if model is None:
             count(design.net, img_size, num_classes)  # fails early, with a clear message, if the images are too small
+        else:
+            timm_baselines.complexity(model, num_classes, img_size)  # likewise for a timm model
         for seed in range(opts.seeds) if opts.only_seed is None else [opts.only_seed]:
             budget_id = {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("preset", "epochs_rule")}
             identity = {"design": described(design, model), "dataset": dataset_key, "img_size": img_size,
@@ -407,62 +409,81 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
     return out
 
 
-def choose_data_path(mode: str, splits, device, workers: int, log) -> tuple | None:
-    """The device-resident data path (images on the device, augmented there) or the CPU DataLoader.
+def choose_data_path(mode: str, splits, device, workers: int, log, dist=None, progress: bool = False
+                     ) -> tuple | None:
+    """The device-resident data path (images on the device, augmented there) or the CPU DataLoader (None).
 
-    auto: the device path for data sets that take at most half the free GPU memory (on CPU: any), whether held
-    in memory (Fashion-MNIST, CIFAR, synthetic) or image files (Imagenette, Tiny-ImageNet, folder:), which are
-    then decoded once; under DDP every process holds the whole set on its own device and takes its share of
-    each batch. Batched augmentation wins on CPU too (docs/bench-cpu.md). loader: always the DataLoader;
+    auto: the device path for data sets that take at most half the free memory of the device (a CUDA device's
+    memory; on CPU, and for image files decoded on the host first, the available RAM), whether held in memory
+    (Fashion-MNIST, CIFAR, synthetic) or image files (Imagenette, Tiny-ImageNet, folder:), which are then decoded
+    once. Batched augmentation wins on CPU too (docs/bench-cpu.md). Under DDP rank 0 decides and every process
+    holds the whole set on its own device, taking its share of each batch. loader: always the DataLoader;
     device: the device path, whatever its size."""
+    from runner.dist import SINGLE, broadcast
     from runner.gpu_data import DeviceDataset
 
+    dist = dist or SINGLE
     if mode not in ("auto", "loader", "device"):
         raise RoadmapError(f"unknown --data-path {mode!r}: use auto, loader or device")
+    loader = f"data path: CPU DataLoader ({workers} worker processes)"
     if mode == "loader":
-        log(f"data path: CPU DataLoader ({workers} worker processes)")
+        log(loader)
         return None
-    train, val = DeviceDataset.from_dataset(splits.train, device), DeviceDataset.from_dataset(splits.val, device)
-    decoded = ""
-    if train is None or val is None:  # image files: how big they would be on the device, before decoding them
+    need = [DeviceDataset.array_bytes(splits.train), DeviceDataset.array_bytes(splits.val)]
+    sizes = None
+    if None in need:  # image files: how big they would be on the device, read from their headers
         sizes = DeviceDataset.file_sizes(splits.train), DeviceDataset.file_sizes(splits.val)
         if sizes[0] is None or sizes[1] is None:
             if mode == "device":
                 raise RoadmapError(f"{splits.info.name} has neither arrays nor image files; use --data-path loader")
-            log(f"data path: CPU DataLoader ({workers} worker processes)")
+            log(loader)
             return None
-        need = sum(3 * int(np.prod(s.max(0))) * len(s) for s in sizes)
-        if not _fits(need, device, mode, workers, log):
-            return None
-        train, val = (DeviceDataset.from_files(ds, device, s, workers=workers, progress=sys.stderr.isatty())
+        need = [len(s) * (3 * int(np.prod(s.max(0))) + 8) for s in sizes]
+    why = _too_big(sum(need), device, host=sizes is not None) if mode == "auto" and dist.is_main else None
+    if broadcast(dist, why is not None):  # every process takes the path rank 0 chose
+        log(f"{loader} (the images, {sum(need) / 2**30:.1f} GiB, would take over half the {why})")
+        return None
+    if sizes is None:
+        train, val = DeviceDataset.from_dataset(splits.train, device), DeviceDataset.from_dataset(splits.val, device)
+        how = ""
+    else:
+        train, val = (DeviceDataset.from_files(ds, device, s, workers=workers, progress=progress and dist.is_main)
                       for ds, s in zip((splits.train, splits.val), sizes, strict=True))
         h, w = train.images.shape[-2:]
-        decoded = f", decoded once from {len(train) + len(val):,} image files into {h}x{w} canvases"
-    elif not _fits(train.nbytes() + val.nbytes(), device, mode, workers, log):
-        return None
+        how = f", decoded once from {len(train) + len(val):,} image files into {h}x{w} canvases"
     size = train.nbytes() + val.nbytes()
-    log(f"data path: images held on {device} ({size / 2**20:.0f} MiB as uint8{decoded}) and augmented there, batched")
+    log(f"data path: images held on {device} ({size / 2**20:.0f} MiB as uint8{how}) and augmented there, batched")
     return train, val
 
 
-def _fits(nbytes: int, device, mode: str, workers: int, log) -> bool:
-    """Whether `auto` may hold `nbytes` of images on the device: at most half the free memory of a CUDA device,
-    and of the available RAM (where they are built, and held on CPU); says why not."""
-    if mode != "auto":
-        return True
-    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    where = "RAM"
+def _too_big(nbytes: int, device, host: bool) -> str | None:
+    """Why `nbytes` of images may not go on `device` (over half its free memory), or None when they may.
+
+    On CUDA the GPU's free memory counts, and the available RAM too when the images are built on the host first
+    (decoded files); on CPU the available RAM. RAM is MemAvailable (page cache counts as free); where it cannot
+    be read, RAM is not checked."""
     if device.type == "cuda":
         import torch
 
-        gpu_free, _ = torch.cuda.mem_get_info(device)
-        if gpu_free < free:
-            free, where = gpu_free, "GPU memory"
-    if nbytes <= free / 2:
-        return True
-    log(f"data path: CPU DataLoader ({workers} worker processes) (the images, {nbytes / 2**30:.1f} GiB, would take "
-        f"over half the free {where})")
-    return False
+        free, _ = torch.cuda.mem_get_info(device)
+        if nbytes > free / 2:
+            return "free GPU memory"
+        if not host:
+            return None
+    ram = _available_ram()
+    return "available RAM" if ram is not None and nbytes > ram / 2 else None
+
+
+def _available_ram() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (Linux); None elsewhere."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def default_workers(device) -> int:
@@ -501,7 +522,7 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
     from runner.train import Job, train
 
     workers = opts.workers if opts.workers is not None else default_workers(device)
-    device_data = choose_data_path(opts.data_path, splits, device, workers, log)
+    device_data = choose_data_path(opts.data_path, splits, device, workers, log, dist, progress)
     held = []
     bar = tqdm(runs, desc="roadmap", unit="run", disable=not (progress and dist.is_main), file=sys.stderr,
                dynamic_ncols=True)

@@ -286,39 +286,40 @@ def train(job: Job) -> dict[str, Any]:
     diverged = None
     last_eval: dict[str, Any] = {}
     writer = CheckpointWriter(job.run_dir.checkpoint)
-    for epoch in range(start_epoch, budget.epochs):
-        t0 = time.perf_counter()
-        seed_everything(epoch_seed(job.seed, epoch))
-        train_loader, val_loader = _loaders(job, epoch)
-        stats, updates, bad = _train_epoch(
-            job, forward_model, model, train_loader, opt, sched, mix, ema, updates, steps_per_epoch, epoch
-        )
-        lr = opt.param_groups[0]["lr"]
-        if bad:
-            diverged = {"epoch": epoch + 1, "lr": lr}
+    try:
+        for epoch in range(start_epoch, budget.epochs):
+            t0 = time.perf_counter()
+            seed_everything(epoch_seed(job.seed, epoch))
+            train_loader, val_loader = _loaders(job, epoch)
+            stats, updates, bad = _train_epoch(
+                job, forward_model, model, train_loader, opt, sched, mix, ema, updates, steps_per_epoch, epoch
+            )
+            lr = opt.param_groups[0]["lr"]
+            if bad:
+                diverged = {"epoch": epoch + 1, "lr": lr}
+                if main:
+                    job.log(f"{job.label}: loss became NaN/inf in epoch {epoch + 1} (lr {lr:.3g}); marked diverged")
+                break
+            eval_model = ema.module if ema is not None else forward_model
+            last_eval = evaluate(eval_model, val_loader, job.num_classes, dev,
+                                 _limit(len(val_loader), budget.val_batches), job.dist)
+            seconds = time.perf_counter() - t0
+            wall += seconds
+            row = {"epoch": epoch + 1, **stats, **{k: last_eval[k] for k in ("val_loss", "val_top1", "val_top5")},
+                   "lr": lr, "seconds": round(seconds, 3)}
+            history.append(row)
             if main:
-                job.log(f"{job.label}: loss became NaN/inf in epoch {epoch + 1} (lr {lr:.3g}); marked diverged")
-            break
-        eval_model = ema.module if ema is not None else forward_model
-        last_eval = evaluate(eval_model, val_loader, job.num_classes, dev, _limit(len(val_loader), budget.val_batches),
-                             job.dist)
-        seconds = time.perf_counter() - t0
-        wall += seconds
-        row = {"epoch": epoch + 1, **stats, **{k: last_eval[k] for k in ("val_loss", "val_top1", "val_top5")},
-               "lr": lr, "seconds": round(seconds, 3)}
-        history.append(row)
-        if main:
-            job.run_dir.append_metrics(row)
-            if tracker is not None:
-                tracker.log_epoch(row)
-            writer.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "ema": ema.state_dict() if ema is not None else None, "epoch": epoch + 1,
-                         "updates": updates, "history": history, "wall": wall})
-            if not job.progress:
-                job.log(f"{job.label}: epoch {epoch + 1}/{budget.epochs} loss {row['train_loss']:.3f} "
-                        f"val top-1 {row['val_top1']:.2f} ({row['images_per_s']:.0f} img/s)")
-
-    writer.wait()
+                job.run_dir.append_metrics(row)
+                if tracker is not None:
+                    tracker.log_epoch(row)
+                writer.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "ema": ema.state_dict() if ema is not None else None, "epoch": epoch + 1,
+                             "updates": updates, "history": history, "wall": wall})
+                if not job.progress:
+                    job.log(f"{job.label}: epoch {epoch + 1}/{budget.epochs} loss {row['train_loss']:.3f} "
+                            f"val top-1 {row['val_top1']:.2f} ({row['images_per_s']:.0f} img/s)")
+    finally:  # an interrupted run still finishes writing the checkpoint it started, under its lock
+        writer.wait()
     result = _result(job, history, last_eval, diverged, wall)
     if tracker is not None:
         tracker.close()

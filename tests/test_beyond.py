@@ -164,6 +164,12 @@ def test_an_unknown_baseline_is_one_line_with_suggestions(cli):
     assert code == 2 and "baseline" in err
 
 
+def test_a_baseline_that_cannot_run_at_the_size_fails_before_training(cli):
+    code, _, err = cli("run", "--dataset", "synthetic:train=64,val=16", "--steps", "resnet50", "--baselines",
+                       "vit_base_patch16_224", "--img-size", "8", "--set", "stem_stride=1", "--dry-run")
+    assert code == 2 and "cannot run on 8 px images" in err and len(err.strip().splitlines()) == 1
+
+
 def test_launcher_children_take_one_spec_without_the_baselines_or_orders():
     from runner.launch import child_argv
 
