@@ -199,8 +199,8 @@ def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--data-path", choices=["auto", "loader", "device"], default="auto",
                    help="device: keep the images on the device and augment them there, batched (image files are "
-                   "decoded once); loader: the CPU DataLoader; auto (default): device when the images take at most "
-                   "half the free device memory")
+                   "decoded once); loader: the CPU DataLoader; auto (default): device on CUDA when the images take at "
+                   "most half the free GPU memory, else loader")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch instead)")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--init-from", metavar="PATH",

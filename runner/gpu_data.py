@@ -5,7 +5,8 @@ over, and at their image sizes a fast GPU trains far quicker than a few CPU core
 images. Here the images are uploaded once (`DeviceDataset`; image files are decoded once, each image in the corner of
 a canvas of the largest size, with its own size kept), batches are gathered on the device (`DeviceLoader`) and the
 training recipe's whole augmentation runs batched with per-sample random parameters (`GpuAugment`); evaluation
-preprocessing is `GpuEval`. Batching wins on CPU tensors too (docs/bench-cpu.md).
+preprocessing is `GpuEval`. On CPU tensors it works too (tests) but is not faster than per-image PIL for the
+modern recipe (docs/bench-cpu.md), so `roadmap run` takes it on CUDA only unless asked.
 Nothing in the iteration path reads a value back to the host, so the GPU is never stalled by the data path.
 
 The goal is the *same distributions* as the CPU pipeline of `runner.recipes` (timm's `create_transform` and

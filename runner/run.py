@@ -413,12 +413,12 @@ def choose_data_path(mode: str, splits, device, workers: int, log, dist=None, pr
                      ) -> tuple | None:
     """The device-resident data path (images on the device, augmented there) or the CPU DataLoader (None).
 
-    auto: the device path for data sets that take at most half the free memory of the device (a CUDA device's
-    memory; on CPU, and for image files decoded on the host first, the available RAM), whether held in memory
-    (Fashion-MNIST, CIFAR, synthetic) or image files (Imagenette, Tiny-ImageNet, folder:), which are then decoded
-    once. Batched augmentation wins on CPU too (docs/bench-cpu.md). Under DDP rank 0 decides and every process
-    holds the whole set on its own device, taking its share of each batch. loader: always the DataLoader;
-    device: the device path, whatever its size."""
+    auto: on CUDA, the device path for data sets that take at most half the GPU's free memory (and, for image
+    files decoded on the host first, of the available RAM), whether held in memory (Fashion-MNIST, CIFAR,
+    synthetic) or image files (Imagenette, Tiny-ImageNet, folder:), which are then decoded once; on CPU the
+    DataLoader, which is faster there (docs/bench-cpu.md). Under DDP rank 0 decides and every process holds the
+    whole set on its own device, taking its share of each batch. loader: always the DataLoader; device: the
+    device path, whatever its size (on CPU too)."""
     from runner.dist import SINGLE, broadcast
     from runner.gpu_data import DeviceDataset
 
@@ -426,7 +426,7 @@ def choose_data_path(mode: str, splits, device, workers: int, log, dist=None, pr
     if mode not in ("auto", "loader", "device"):
         raise RoadmapError(f"unknown --data-path {mode!r}: use auto, loader or device")
     loader = f"data path: CPU DataLoader ({workers} worker processes)"
-    if mode == "loader":
+    if mode == "loader" or (mode == "auto" and device.type != "cuda"):
         log(loader)
         return None
     need = [DeviceDataset.array_bytes(splits.train), DeviceDataset.array_bytes(splits.val)]

@@ -375,7 +375,7 @@ def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, s
         loss_sum += loss.detach().float()
         hard = y if y.ndim == 1 else y.argmax(1)  # soft targets from the device pipeline: their main class
         correct += (out.detach().argmax(1) == hard).sum()
-        seen += y.numel()
+        seen += y.shape[0]  # images (soft targets from the device path are (B, classes))
         if (i + 1) % check_every == 0 or i + 1 == steps:
             flag.fill_(0.0 if math.isfinite(loss_sum.item()) else 1.0)
             all_reduce_sum(d, flag)  # every rank stops together when any diverges
@@ -425,7 +425,7 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
         top1 += (pred[:, 0] == y).sum()
         top5 += (pred == y[:, None]).any(1).sum()
         confusion += torch.bincount(y * num_classes + pred[:, 0], minlength=num_classes * num_classes)
-        seen += y.numel()
+        seen += y.shape[0]
     seen_t = torch.tensor(float(seen), device=dev)
     all_reduce_sum(dist, loss_sum, top1, top5, confusion, seen_t)
     seen = max(seen_t.item(), 1.0)

@@ -254,7 +254,34 @@ def test_an_image_folder_takes_the_device_path_decoded_once(tmp_path, cli):
                 Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / split / c / f"{k}.png")
     code, text, err = cli("run", "--dataset", f"folder:{folder}", "--preset", "smoke", "--steps", "convnext_tiny",
                           "--epochs", "1", "--train-batches", "2", "--batch-size", "8", "--quiet", "--no-report",
-                          "--out", str(tmp_path / "o"))
+                          "--data-path", "device", "--out", str(tmp_path / "o"))
     assert code == 0, err
     assert "decoded once from 32 image files" in text
     assert json.loads(next((tmp_path / "o").glob("*/result.json")).read_text())["status"] == "done"
+
+
+def test_throughput_and_train_accuracy_count_images_not_soft_target_entries(monkeypatch):
+    """The device path yields (B, classes) soft targets under mixup: an epoch still counts B images per batch."""
+    import types
+
+    import torch
+
+    from runner import train as train_mod
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    batches = [(torch.randn(8, 3, 4, 4), torch.softmax(torch.randn(8, 10), 1)) for _ in range(5)]
+    clock = iter([100.0, 101.0])  # the epoch's start and end: one second
+    monkeypatch.setattr(train_mod.time, "perf_counter", lambda: next(clock))
+    job = types.SimpleNamespace(design=types.SimpleNamespace(recipe=types.SimpleNamespace(grad_clip=None)),
+                                device=torch.device("cpu"), dist=train_mod.SINGLE, progress=False, label="x",
+                                budget=types.SimpleNamespace(epochs=1))
+    from timm.loss import SoftTargetCrossEntropy
+
+    from runner.recipes import Targets
+
+    sched = types.SimpleNamespace(step_update=lambda n: None)
+    stats, updates, bad = train_mod._train_epoch(job, model, model, batches, opt, sched,
+                                                 Targets(None, SoftTargetCrossEntropy()), None, 0, 5, 0)
+    assert stats["images_per_s"] == 40.0 and updates == 5 and not bad
+    assert 0.0 <= stats["train_top1"] <= 100.0
