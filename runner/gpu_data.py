@@ -52,7 +52,9 @@ Deviations:
   RandAugment's 't' (transform set / weights) option: both raise ValueError.
 * Cost: every sample goes through all three RandAugment passes per layer (samples whose op is elsewhere pass through
   unchanged) because choosing subsets would need host syncs; the resampling and affine passes run in float64,
-  which is cheap on data-centre GPUs and slower (still memory-bound at 32 px) on consumer ones.
+  which is cheap on data-centre GPUs and slower (still memory-bound at 32 px) on consumer ones. Image files of
+  mixed sizes share one canvas of the largest height by the largest width, so a set mixing landscape and portrait
+  images holds (and resamples) more pixels than it has; the crops read only each image's own part.
 """
 
 from __future__ import annotations
