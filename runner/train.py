@@ -292,7 +292,8 @@ def train(job: Job) -> dict[str, Any]:
             seed_everything(epoch_seed(job.seed, epoch))
             train_loader, val_loader = _loaders(job, epoch)
             stats, updates, bad = _train_epoch(
-                job, forward_model, model, train_loader, opt, sched, mix, ema, updates, steps_per_epoch, epoch
+                job, forward_model, model, train_loader, opt, sched, mix, ema, updates, steps_per_epoch, epoch,
+                time_first_step=job.compile and epoch == start_epoch,
             )
             lr = opt.param_groups[0]["lr"]
             if bad:
@@ -334,10 +335,13 @@ def train(job: Job) -> dict[str, Any]:
     return result
 
 
-def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, steps, epoch):
+def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, steps, epoch,
+                 time_first_step: bool = False):
     """One epoch; returns (stats, updates, diverged). Host syncs only every `check_every` steps on CUDA.
 
-    `model` is what runs forward (maybe DDP-wrapped or compiled), `raw_model` the plain module EMA follows."""
+    `model` is what runs forward (maybe DDP-wrapped or compiled), `raw_model` the plain module EMA follows.
+    With `time_first_step` (the first epoch of a compiled model) the first step, which compiles, is timed apart:
+    its seconds are `compile_seconds`, and images/s counts the steps after it."""
     recipe, dev, d = job.design.recipe, job.device, job.dist
     cuda = dev.type == "cuda"
     check_every = 25 if cuda else 1
@@ -345,6 +349,7 @@ def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, s
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen, bad = 0, False
+    first_step, first_images = None, 0
     flag = torch.zeros((), device=dev)
     bar = tqdm(
         total=steps,
@@ -376,6 +381,10 @@ def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, s
         hard = y if y.ndim == 1 else y.argmax(1)  # soft targets from the device pipeline: their main class
         correct += (out.detach().argmax(1) == hard).sum()
         seen += y.shape[0]  # images (soft targets from the device path are (B, classes))
+        if time_first_step and i == 0:
+            if cuda:
+                torch.cuda.synchronize()
+            first_step, first_images = time.perf_counter() - t0, seen
         if (i + 1) % check_every == 0 or i + 1 == steps:
             flag.fill_(0.0 if math.isfinite(loss_sum.item()) else 1.0)
             all_reduce_sum(d, flag)  # every rank stops together when any diverges
@@ -391,12 +400,17 @@ def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, s
     bar.close()
     n = torch.tensor(float(max(1, min(steps, i + 1)) * d.world), device=dev)
     seen_t = torch.tensor(float(seen), device=dev)
-    all_reduce_sum(d, loss_sum, correct, seen_t)
+    rated = seen - first_images if first_step is not None and seen > first_images else seen
+    rated_t = torch.tensor(float(rated), device=dev)
+    all_reduce_sum(d, loss_sum, correct, seen_t, rated_t)
+    rated_seconds = seconds - first_step if rated != seen else seconds
     stats = {
         "train_loss": loss_sum.item() / n.item(),
         "train_top1": 100.0 * correct.item() / max(1.0, seen_t.item()),
-        "images_per_s": seen_t.item() / max(seconds, 1e-9),
+        "images_per_s": rated_t.item() / max(rated_seconds, 1e-9),
     }
+    if first_step is not None:
+        stats["compile_seconds"] = round(first_step, 3)
     return stats, updates, bad or not math.isfinite(stats["train_loss"])
 
 
@@ -470,6 +484,7 @@ def _result(job: Job, history, last_eval, diverged, wall) -> dict[str, Any]:
         "best_val_top1": max((r["val_top1"] for r in history), default=None),
         "wall_seconds": round(wall, 3),
         "images_per_s": round(sum(r["images_per_s"] for r in history) / len(history), 2) if history else None,
+        "compile_seconds": round(sum(r.get("compile_seconds", 0.0) for r in history), 3) if job.compile else None,
         "diverged": diverged,
         "per_class": per_class(last_eval["confusion"], job.class_names) if last_eval else [],
     }

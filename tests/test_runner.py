@@ -285,3 +285,21 @@ def test_throughput_and_train_accuracy_count_images_not_soft_target_entries(monk
                                                  Targets(None, SoftTargetCrossEntropy()), None, 0, 5, 0)
     assert stats["images_per_s"] == 40.0 and updates == 5 and not bad
     assert 0.0 <= stats["train_top1"] <= 100.0
+
+
+@pytest.mark.slow
+def test_compiled_training_reports_its_compile_time_apart(tmp_path, cli):
+    """torch.compile (inductor on CPU) with the device data path: the first step's compile time is recorded on its
+    own, and the first epoch's images/s leaves it out."""
+    out = tmp_path / "o"
+    code, _, err = cli("run", "--dataset", "synthetic:train=64,val=16", "--preset", "smoke", "--steps", "convnext_tiny",
+                       "--epochs", "2", "--train-batches", "3", "--val-batches", "1", "--batch-size", "8", "--compile",
+                       "--data-path", "device", "--quiet", "--no-report", "--out", str(out))
+    assert code == 0, err
+    (run,) = [d for d in out.iterdir() if d.is_dir()]
+    first, second = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "compile_seconds" not in second
+    assert first["compile_seconds"] > 5 * 8 / first["images_per_s"]  # the compiling step: far slower than the rest
+    assert first["images_per_s"] > 5 * 24 / first["seconds"]  # not the compile-bound rate of the whole epoch
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "done" and result["compile_seconds"] == first["compile_seconds"]
