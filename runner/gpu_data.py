@@ -359,56 +359,27 @@ def rrc_params(
     Ten attempts per sample, the first whose rounded size fits is used; none fitting -> timm's centre crop.
     `height` and `width` are one image size or per-sample (B,) tensors; the random draws do not depend on them.
     """
-    if torch.is_tensor(height):
-        return _rrc_params_per_sample(batch, height, width, generator, device, scale, ratio)
-    attempts = 10
-    area = height * width
-    shape = (batch, attempts)
-    u_area = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
-    u_ratio = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
-    target_area = (scale[0] + (scale[1] - scale[0]) * u_area) * area
+    f64 = torch.float64
+    if not torch.is_tensor(height):
+        height = torch.full((batch,), height, device=device)
+        width = torch.full((batch,), width, device=device)
+    height, width = height.to(device=device, dtype=torch.long), width.to(device=device, dtype=torch.long)
+    hf, wf = height.to(f64), width.to(f64)
+    shape = (batch, 10)  # ten attempts per sample
+    u_area = torch.rand(shape, generator=generator, device=device, dtype=f64)
+    u_ratio = torch.rand(shape, generator=generator, device=device, dtype=f64)
+    target_area = (scale[0] + (scale[1] - scale[0]) * u_area) * (hf * wf)[:, None]
     lo, hi = math.log(ratio[0]), math.log(ratio[1])
     aspect = torch.exp(lo + (hi - lo) * u_ratio)
     w = torch.sqrt(target_area * aspect).round()  # torch.round and Python's round both round half to even
     h = torch.sqrt(target_area / aspect).round()
-    idx, found = _first_true((w <= width) & (h <= height))
+    idx, found = _first_true((w <= wf[:, None]) & (h <= hf[:, None]))
     w = w.gather(1, idx[:, None])[:, 0]
     h = h.gather(1, idx[:, None])[:, 0]
-    in_ratio = width / height  # the fallback is the same for every sample: plain Python
-    if in_ratio < min(ratio):
-        fw, fh = width, int(round(width / min(ratio)))
-    elif in_ratio > max(ratio):
-        fw, fh = int(round(height * max(ratio))), height
-    else:
-        fw, fh = width, height
-    w = torch.where(found, w, torch.full_like(w, fw)).long()
-    h = torch.where(found, h, torch.full_like(h, fh)).long()
-    top = torch.where(found, _randint(height - h, generator), torch.full_like(h, (height - fh) // 2))
-    left = torch.where(found, _randint(width - w, generator), torch.full_like(w, (width - fw) // 2))
-    return top, left, h, w
-
-
-def _rrc_params_per_sample(batch: int, height: Tensor, width: Tensor, generator: torch.Generator | None,
-                           device: Device, scale: tuple[float, float], ratio: tuple[float, float]):
-    """`rrc_params` with a size per sample: the same draws and arithmetic, the fallback in tensors."""
-    f64 = torch.float64
-    height, width = height.to(device=device, dtype=torch.long), width.to(device=device, dtype=torch.long)
-    hf, wf = height.to(f64)[:, None], width.to(f64)[:, None]
-    shape = (batch, 10)
-    u_area = torch.rand(shape, generator=generator, device=device, dtype=f64)
-    u_ratio = torch.rand(shape, generator=generator, device=device, dtype=f64)
-    target_area = (scale[0] + (scale[1] - scale[0]) * u_area) * (hf * wf)
-    lo, hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(lo + (hi - lo) * u_ratio)
-    w = torch.sqrt(target_area * aspect).round()
-    h = torch.sqrt(target_area / aspect).round()
-    idx, found = _first_true((w <= wf) & (h <= hf))
-    w = w.gather(1, idx[:, None])[:, 0]
-    h = h.gather(1, idx[:, None])[:, 0]
-    in_ratio = width.to(f64) / height.to(f64)
-    narrow, wide = in_ratio < min(ratio), in_ratio > max(ratio)
-    fw = torch.where(wide, (height.to(f64) * max(ratio)).round().long(), width)
-    fh = torch.where(narrow, (width.to(f64) / min(ratio)).round().long(), height)
+    # timm's fallback: the whole image, narrowed to the ratio range (f64 maths and rounding, as Python's)
+    in_ratio = wf / hf
+    fw = torch.where(in_ratio > max(ratio), (hf * max(ratio)).round().long(), width)
+    fh = torch.where(in_ratio < min(ratio), (wf / min(ratio)).round().long(), height)
     w = torch.where(found, w, fw.to(f64)).long()
     h = torch.where(found, h, fh.to(f64)).long()
     top = torch.where(found, _randint(height - h, generator), (height - fh) // 2)
