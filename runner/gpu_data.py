@@ -787,7 +787,22 @@ def _beta(alpha: float, shape: tuple[int, ...], generator: torch.Generator | Non
     return g[0] / (g[0] + g[1]).clamp(min=torch.finfo(torch.float32).tiny)
 
 
-class GpuAugment:
+class _Normalizing:
+    """ToTensor + Normalize of images holding integers 0..255, shared by training and evaluation."""
+
+    device: torch.device
+
+    def _set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = torch.tensor(mean, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
+        self._255 = torch.tensor(255.0, device=self.device)  # a device divisor: true division, like ToTensor's
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """The CPU pipeline's float32 formula: x / 255, minus mean, over std."""
+        return (x / self._255 - self.mean) / self.std
+
+
+class GpuAugment(_Normalizing):
     """Batched training augmentation on the device, equal in distribution to `runner.recipes`' CPU pipeline.
 
     Random-resized crop + flip (PIL resampling as per-sample matrices), RandAugment when the recipe has it,
@@ -808,9 +823,7 @@ class GpuAugment:
         self.num_classes = int(num_classes)
         self.device = torch.device(device)
         self.interpolation = _check_interpolation(recipe.train_interpolation)
-        self.mean = torch.tensor(mean, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
-        self._255 = torch.tensor(255.0, device=self.device)  # a device divisor: true division, like ToTensor's
+        self._set_normalization(mean, std)
         self.scale, self.ratio, self.hflip = (0.08, 1.0), (3 / 4, 4 / 3), 0.5
         self.rand_augment: RandAugmentConfig | None = None
         self._ra: _BatchedRandAugment | None = None
@@ -838,7 +851,7 @@ class GpuAugment:
         x = self.crop_flip(images_uint8, g, sizes)
         if self._ra is not None:
             x = self.rand_augment_batch(x, g)
-        x = (x / self._255 - self.mean) / self.std  # ToTensor + Normalize
+        x = self.normalize(x)
         if self.erase_prob > 0:
             x = self.erase(x, g)
         if self.mixes:
@@ -957,7 +970,7 @@ class GpuAugment:
         return y1 * lam + y1.flip(0) * (1 - lam)
 
 
-class GpuEval:
+class GpuEval(_Normalizing):
     """Evaluation preprocessing, batched: resize the shorter side to floor(img_size / crop_pct) (PIL resampling
     with antialiasing), centre-crop img_size, normalize. Bit-exact with `runner.recipes.eval_transform`."""
 
@@ -973,29 +986,18 @@ class GpuEval:
         self.crop_pct = float(recipe.eval_crop_pct)
         self.interpolation = _check_interpolation(recipe.eval_interpolation)
         self.device = torch.device(device)
-        self.mean = torch.tensor(mean, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
-        self._255 = torch.tensor(255.0, device=self.device)  # a device divisor: true division, like ToTensor's
+        self._set_normalization(mean, std)
         self._weights: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
 
     def _weights_for(self, h: int, w: int) -> tuple[Tensor, Tensor]:
-        """Resize + centre-crop weights for h x w inputs (torchvision's Resize(int) and CenterCrop arithmetic)."""
+        """Resize + centre-crop weights for a batch of h x w images, computed once per size."""
         if (h, w) not in self._weights:
-            short_side = math.floor(self.img_size / self.crop_pct)
-            if w <= h:
-                new_w, new_h = short_side, int(short_side * h / w)
-            else:
-                new_h, new_w = short_side, int(short_side * w / h)
-            s = self.img_size
-            top, left = int(round((new_h - s) / 2.0)), int(round((new_w - s) / 2.0))
-            zero = torch.zeros(1, device=self.device, dtype=torch.long)
-            wy = _resize_weights(zero, zero + h, h, new_h, self.interpolation)[:, top : top + s]
-            wx = _resize_weights(zero, zero + w, w, new_w, self.interpolation)[:, left : left + s]
-            self._weights[(h, w)] = (wy, wx)
+            self._weights[(h, w)] = self._weights_per_sample(torch.tensor([[h, w]], device=self.device), h, w)
         return self._weights[(h, w)]
 
     def _weights_per_sample(self, sizes: Tensor, in_h: int, in_w: int) -> tuple[Tensor, Tensor]:
-        """`_weights_for` for each sample's own (h, w) inside an in_h x in_w canvas, batched."""
+        """(B, S, in_h) and (B, S, in_w) weights of torchvision's Resize(int) + CenterCrop arithmetic for each
+        sample's own (h, w) inside an in_h x in_w canvas: the rows of the full resize that the crop keeps."""
         f64, s = torch.float64, self.img_size
         short = math.floor(self.img_size / self.crop_pct)
         h, w = sizes[:, 0], sizes[:, 1]
@@ -1018,7 +1020,7 @@ class GpuEval:
         else:
             wy, wx = self._weights_per_sample(sizes, *images_uint8.shape[-2:])
         x = _resample(images_uint8.float(), wy, wx)
-        return (x / self._255 - self.mean) / self.std
+        return self.normalize(x)
 
 
 # ------------------------------------------------------------------------------------------------------------ loader
