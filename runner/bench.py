@@ -41,17 +41,30 @@ class Entry:
     eval: list[float]
 
 
-def _sync(dev: torch.device) -> None:
+def peak_tflops(dev: torch.device) -> float | None:
+    """The dense bf16 peak of a known CUDA device (PEAK_TFLOPS), else None."""
+    if dev.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(dev)
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+
+def mfu_percent(train_images_per_s: float, gflops: float, peak: float) -> float:
+    """Model FLOP utilization of training: ~3x the forward's multiply-accumulates, 2 FLOPs each, against `peak`."""
+    return 100 * train_images_per_s * 3 * 2 * gflops * 1e9 / (peak * 1e12)
+
+
+def sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
 
 
 def _time(fn: Callable[[], None], iters: int, dev: torch.device) -> float:
-    _sync(dev)
+    sync(dev)
     t0 = time.perf_counter()
     for _ in range(iters):
         fn()
-    _sync(dev)
+    sync(dev)
     return time.perf_counter() - t0
 
 
@@ -106,7 +119,7 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
                 e.eval.append(batch / _time(steps[e.name][1], 1, dev))
         log(f"round {r + 1}/{rounds} done")
 
-    peak = next((v for k, v in PEAK_TFLOPS.items() if cuda and k in torch.cuda.get_device_name(dev)), None)
+    peak = peak_tflops(dev)
     rows, by_name = [], {e.name: e for e in entries}
     for e in entries:
         train, evaluation = statistics.median(e.train), statistics.median(e.eval)
@@ -118,8 +131,8 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
             row["eval vs ref"] = round(evaluation / statistics.median(by_name[ref[0]].eval), 3)
         if cuda:
             row["GPU GiB"] = round(memory.get(e.name, 0.0), 2)
-            if peak:  # training ~ 3x forward FLOPs; a MAC is 2 FLOPs
-                row["MFU %"] = round(100 * train * 3 * 2 * e.gflops * 1e9 / (peak * 1e12), 1)
+            if peak:
+                row["MFU %"] = round(mfu_percent(train, e.gflops, peak), 1)
         rows.append(row)
     return pd.DataFrame(rows)
 

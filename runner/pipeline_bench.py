@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from roadmap.complexity import count
-from runner.bench import PEAK_TFLOPS
+from runner.bench import mfu_percent, peak_tflops, sync
 from runner.budget import IMAGENETTE_SHAPED
 
 
@@ -40,11 +40,6 @@ class Measured:
     batch: int
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
 def _reset_memory(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -56,10 +51,10 @@ def _peak_memory(dev: torch.device) -> float:
 
 def _timed_eval(evaluate: Callable[[], int], dev: torch.device) -> float:
     """Images/s of one full evaluation pass (`evaluate` returns how many images it saw)."""
-    _sync(dev)
+    sync(dev)
     t0 = time.perf_counter()
     seen = evaluate()
-    _sync(dev)
+    sync(dev)
     return seen / (time.perf_counter() - t0)
 
 
@@ -70,11 +65,11 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     dev = job.device
     t = prepare(job)
     train_loader, val_loader = _loaders(job, 0)
-    _sync(dev)
+    sync(dev)
     t0 = time.perf_counter()
     _, updates, _ = _train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
                                  min(warmup, len(train_loader)), 0)
-    _sync(dev)
+    sync(dev)
     warm = time.perf_counter() - t0
     train_loader, val_loader = _loaders(job, 1)
     _reset_memory(dev)
@@ -136,15 +131,15 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
                 done += 1
 
     model.train()
-    _sync(dev)
+    sync(dev)
     t0 = time.perf_counter()
     steps(warmup)  # worker start-up, cuDNN autotuning
-    _sync(dev)
+    sync(dev)
     warm = time.perf_counter() - t0
     _reset_memory(dev)
     t0 = time.perf_counter()
     steps(iters)
-    _sync(dev)
+    sync(dev)
     train_ips = iters * batch / (time.perf_counter() - t0)
     memory = _peak_memory(dev) - resident / 2**30
 
@@ -194,8 +189,7 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
     device_data = choose_data_path(data_path, splits, device, ours_workers, paths.append)
     log(paths[0])
     resident = sum(d.nbytes() for d in device_data) if device_data is not None else 0
-    peak = next((v for k, v in PEAK_TFLOPS.items() if device.type == "cuda" and k in
-                 torch.cuda.get_device_name(device)), None)
+    peak = peak_tflops(device)
     rows = []
     totals = {"ours_min": 0.0, "reference_min": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
@@ -223,8 +217,8 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
                 row["GPU GiB"] = round(ours.memory_gib, 2)
                 if reference:
                     row["ref GPU GiB"] = round(ref.memory_gib, 2)
-                if peak:  # training ~ 3x forward FLOPs; a MAC is 2 FLOPs
-                    row["MFU %"] = round(100 * ours.train_ips * 6 * gflops * 1e9 / (peak * 1e12), 1)
+                if peak:
+                    row["MFU %"] = round(mfu_percent(ours.train_ips, gflops, peak), 1)
             row[f"warm-up s ({ours.warmup_steps} steps{', compile' if compile else ''})"] = round(ours.warmup_s, 1)
             row["projected min"] = round(minutes, 2)
             if reference:
