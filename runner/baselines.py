@@ -12,6 +12,7 @@ Swin-T figure does.
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any
 
 from reports.records import BASELINE_PREFIX as PREFIX
@@ -66,6 +67,7 @@ def create(name: str, num_classes: int, img_size: int, drop_path_rate: float):
     raise AssertionError("unreachable")
 
 
+@functools.cache  # planning validates each baseline, then its config and the dry-run table count it again
 def complexity(name: str, num_classes: int, img_size: int) -> tuple[int, float]:
     """(params, GFLOPs) of timm's `name` at `img_size` px: GFLOPs = multiply-accumulates / 1e9, counted by
     torch's FlopCounterMode on the meta device (on the CPU for a model that cannot be built there). A model that
