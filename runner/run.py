@@ -109,6 +109,19 @@ def order_specs(order: list[str], regime: Roadmap) -> list[str]:
     that step's name (the same model, trained once): e.g. applying training_recipe first reaches the paper's
     training_recipe itself."""
     start = regime.main_path[0].name
+    paper = {regime.design_for(s.name): s.name for s in regime.main_path}
+    specs, spec = [start], start
+    for name in order_steps(order, regime):
+        spec = f"{spec}+{name}"
+        design = regime.design_for(spec)  # validates the spec
+        specs.append(paper.get(design, spec))
+    return specs
+
+
+def order_steps(order: list[str], regime: Roadmap) -> list[str]:
+    """The step names of an `--order` (aliases resolved, a leading start step dropped), checked: at least one
+    step, none twice, the start step only first."""
+    start = regime.main_path[0].name
     names = [regime.get_step(s.strip()).name for s in order if s.strip()]
     if names and names[0] == start:
         names = names[1:]
@@ -118,13 +131,7 @@ def order_specs(order: list[str], regime: Roadmap) -> list[str]:
         raise RoadmapError("--order lists a step twice; a step applies once")
     if start in names:
         raise RoadmapError(f"--order: {start} is the starting point of every path; list only the steps after it")
-    paper = {regime.design_for(s.name): s.name for s in regime.main_path}
-    specs, spec = [start], start
-    for name in names:
-        spec = f"{spec}+{name}"
-        design = regime.design_for(spec)  # validates the spec
-        specs.append(paper.get(design, spec))
-    return specs
+    return names
 
 
 def parse_order(text: str) -> list[str]:
@@ -508,9 +515,7 @@ def write_plan(out: Path, runs: list[PlannedRun], opts: RunOptions) -> None:
 def _order_record(order: list[str], regime: Roadmap) -> dict[str, list[str]]:
     """plan.json's record of one step order: the steps added, in order, and the spec of each node (the first
     node is the starting model, which adds no step)."""
-    start = regime.main_path[0].name
-    added = [regime.get_step(s).name for s in order]
-    return {"steps": [s for s in added if s != start], "specs": order_specs(order, regime)}
+    return {"steps": order_steps(order, regime), "specs": order_specs(order, regime)}
 
 
 def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool, log) -> list[str]:
