@@ -494,25 +494,18 @@ MODERN_RECIPE = Recipe(
 )
 """The paper's recipe (Table 5) as used for the roadmap, i.e. without EMA."""
 
-FINETUNE_RECIPE = Recipe(
+FINETUNE_RECIPE = dataclasses.replace(  # what Table 6 changes in the pre-training recipe (Table 5)
+    MODERN_RECIPE,
     name="finetune",
-    optimizer=Optimizer.ADAMW,
     lr=5e-5,
     lr_batch=512,
     batch_size=512,
     weight_decay=1e-8,
-    decay_1d=False,
     epochs=30,
     warmup_epochs=0,
-    schedule=Schedule.COSINE,
-    rand_augment="rand-m9-mstd0.5-inc1",
     mixup=0.0,
     cutmix=0.0,
-    random_erasing=0.25,
-    label_smoothing=0.1,
     layer_decay=0.8,
-    train_interpolation="bicubic",
-    eval_interpolation="bicubic",
 )
 """The paper's fine-tuning setting (Table 6): AdamW lr 5e-5 at batch 512, weight decay 1e-8, 30 epochs, cosine,
 no warmup, layer-wise lr decay 0.8, no mixup or cutmix; the head starts at 0.001 of its usual init scale."""
