@@ -19,6 +19,13 @@ from reports import figures
 from reports.errors import fail
 from reports.records import aliases, curves, load_runs, read_plan
 from reports.table import display_frame, fmt_gflops, fmt_num, fmt_top1, spearman, summarize, to_markdown
+from reports.verdict import (
+    UNDERFIT_MARK,
+    convergence_section,
+    convergence_warning,
+    reproduction_section,
+    underfit_runs,
+)
 
 PAPER_EPOCH_RATIO = 90 / 300
 """The paper trains ResNet-50's original recipe 90 epochs and every modern-recipe step 300."""
@@ -445,10 +452,16 @@ def build_report(out_dir: str | Path, classes_step: str | None = None) -> Path:
 
     title = figure_title(counted[counted["status"] != "missing"])
     orders = step_orders(summary, plan)
-    names = figures.render_all(summary, curves(runs), out, title, orders)
+    per_epoch = curves(runs)
+    names = figures.render_all(summary, per_epoch, out, title, orders)
 
-    cells, footnotes = display_frame(summary, "markdown")
+    underfit = underfit_runs(runs, per_epoch)
+    marked = summary.assign(label=[f"{label} {UNDERFIT_MARK}" if step in {c.step for c in underfit} else label
+                                   for step, label in zip(summary["step"], summary["label"], strict=True)])
+    cells, footnotes = display_frame(marked, "markdown")
     lines = _header(counted, plan)
+    at = lines.index(next(line for line in lines if line.startswith("# ")))  # after a pipeline-check warning
+    lines[at:at] = convergence_warning(underfit, counted)
     lines += ["## Results per step", "", to_markdown(cells), ""]
     lines += _notes(summary, counted) + [""]
     for note in footnotes:
@@ -464,6 +477,7 @@ def build_report(out_dir: str | Path, classes_step: str | None = None) -> Path:
     for name in names:
         lines += [f"![{captions[name]}]({name})", "", f"*{captions[name]}*", ""]
     lines += _statistics(summary) + [""]
+    lines += reproduction_section(summary) + convergence_section(underfit)
     lines += _leave_one_out(summary) + _reference_models(summary) + _orders_section(summary, orders)
     if chosen is not None:
         lines += _per_class(counted, chosen)

@@ -184,7 +184,8 @@ def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
     p.add_argument("--same-epochs", action="store_true", help="give the original recipe the same epochs too")
     p.add_argument("--batch-size", type=positive_int, help="global batch; the lr scales linearly with it")
     p.add_argument("--img-size", type=positive_int, help="training resolution (default: the dataset's)")
-    p.add_argument("--seeds", type=positive_int, default=1, help="train each step with seeds 0..N-1 (default: 1)")
+    p.add_argument("--seeds", type=positive_int, help="train each step with seeds 0..N-1 (default: the preset's, "
+                   "3 for cpu, 1 otherwise)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:INDEX (default: auto)")
     p.add_argument("--out", metavar="DIR", help="result directory (default: runs/<dataset>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -73,6 +73,13 @@ class Optimizer(enum.StrEnum):
     ADAMW = "adamw"
 
 
+class Crop(enum.StrEnum):
+    """How a training image is cropped before the rest of the augmentation."""
+
+    RANDOM_RESIZED = "random_resized"  # random area `crop_scale` and aspect 3/4-4/3, resized to size (ImageNet)
+    PAD = "pad"  # zero-pad by `crop_padding` x size on each side, random crop of size (CIFAR practice)
+
+
 class Schedule(enum.StrEnum):
     STEP = "step"  # x gamma every `step_every` epochs (original ResNet)
     COSINE = "cosine"  # linear warmup then cosine decay (paper Table 5)
@@ -170,7 +177,9 @@ class Recipe:
     epochs: int = _doc("training epochs at the paper's scale", 90)
     warmup_epochs: float = _doc("linear warmup epochs from a tiny lr", 0.0)
     schedule: Schedule = _doc("'step' (x step_gamma every step_every epochs) or 'cosine'", Schedule.STEP)
-    step_every: int = _doc("epochs between lr drops for the 'step' schedule", 30)
+    step_every: float = _doc(
+        "epochs between lr drops for the 'step' schedule (fractional when a short budget rescales it)", 30.0
+    )
     step_gamma: float = _doc("lr multiplier at each drop of the 'step' schedule", 0.1)
     min_lr: float = _doc("the cosine schedule's final lr", 1e-6)
     rand_augment: str | None = _doc("timm RandAugment config string, e.g. 'rand-m9-mstd0.5-inc1'; null = none", None)
@@ -188,6 +197,14 @@ class Recipe:
         "augment training images; false = the evaluation transform only (debugging, exactness tests)", True
     )
     sync_bn: bool = _doc("synchronize BatchNorm statistics across processes in data-parallel training", False)
+    crop: Crop = _doc(
+        "training crop: 'random_resized' (ImageNet's, area `crop_scale`) or 'pad' (pad-and-crop, for small images)",
+        Crop.RANDOM_RESIZED,
+    )
+    crop_scale: tuple[float, ...] = _doc(
+        "area range of the random-resized crop, as fractions of the image", (0.08, 1.0)
+    )
+    crop_padding: float = _doc("padding of the 'pad' crop on each side, as a fraction of the image size", 0.125)
     train_interpolation: str = _doc("interpolation of the training random-resized-crop", "bilinear")
     eval_crop_pct: float = _doc("evaluation: resize to size/crop_pct, then center-crop size", 0.875)
     eval_interpolation: str = _doc("interpolation of the evaluation resize", "bilinear")
@@ -449,7 +466,10 @@ def _validate_recipe(r: Recipe) -> None:
     need(r.epochs >= 1, f"epochs must be at least 1, got {r.epochs}")
     need(0 <= r.warmup_epochs < r.epochs, f"warmup_epochs must be in [0, epochs), got {r.warmup_epochs}")
     need(r.weight_decay >= 0, "weight_decay must be non-negative")
-    need(r.step_every >= 1 and 0 < r.step_gamma <= 1, "step_every >= 1 and 0 < step_gamma <= 1")
+    need(r.step_every > 0 and 0 < r.step_gamma <= 1, "step_every > 0 and 0 < step_gamma <= 1")
+    need(len(r.crop_scale) == 2 and 0 < r.crop_scale[0] <= r.crop_scale[1] <= 1,
+         f"crop_scale is two area fractions 0 < min <= max <= 1, got {list(r.crop_scale)}")
+    need(0 <= r.crop_padding < 1, f"crop_padding is a fraction of the image size in [0, 1), got {r.crop_padding}")
     need(r.mixup >= 0 and r.cutmix >= 0, "mixup and cutmix alphas must be non-negative")
     need(0 <= r.random_erasing <= 1, "random_erasing is a probability in [0, 1]")
     need(0 <= r.label_smoothing < 1, "label_smoothing must be in [0, 1)")

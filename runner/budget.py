@@ -9,9 +9,10 @@ its fraction (20/300 of training). The learning rate scales linearly with the ba
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
-from roadmap.design import Design, Recipe, Schedule
+from roadmap.design import Crop, Design, Recipe, Schedule
 from roadmap.errors import RoadmapError, unknown
 
 
@@ -28,6 +29,11 @@ class Preset:
     train_batches: int = 0  # max batches per epoch (0 = all)
     val_batches: int = 0
     scale_lr: bool = True  # the paper's linear scaling rule; off for smoke, whose few steps need the full lr
+    lr_mult: float = 1.0  # a multiplier on every recipe's learning rate (after the scaling rule, if any)
+    monitor_batches: int = 0  # validation batches of every epoch but the last (0 = as many as the last)
+    stem_stride: int | None = None  # None = the rule of `stem_stride_for` (by image size)
+    regularization: float = 1.0  # strength of the modern recipe's regularizers (see `scale_regularization`)
+    seeds: int = 1  # default number of seeds
     note: str = ""
 
 
@@ -38,9 +44,12 @@ IMAGENETTE_SHAPED = "synthetic:classes=10,size=160,train=9469,val=3925"
 PRESETS: dict[str, Preset] = {
     "paper": Preset("paper", None, None, None, note="the paper's epochs, batch and learning rate"),
     "quick": Preset("quick", 20, 128, None, note="full-size models, 20 epochs (6 for the original recipe)"),
-    "cpu": Preset(
-        "cpu", 6, 64, 32, width_mult=1 / 8, depth_mult=1 / 3, train_batches=100, val_batches=0, scale_lr=False,
-        note="small models for two CPU cores: 1/8 width, 1/3 depth, 32 px, 6 epochs of 100 batches, unscaled lr",
+    "cpu": Preset(  # chosen by a sweep on the first and last models: docs/cpu-preset-sweep.md
+        "cpu", 10, 64, 28, width_mult=1 / 8, depth_mult=1 / 3, train_batches=200, val_batches=0, scale_lr=False,
+        monitor_batches=16, stem_stride=2, regularization=0.1, seeds=3,
+        note="small models for two CPU cores: 1/8 width, 1/3 depth, 28 px (Fashion-MNIST's own size) with stem "
+        "stride 2, 10 epochs of 200 batches of 64, unscaled lr, regularization at 0.1 of the paper's strength, "
+        "3 seeds",
     ),
     "smoke": Preset(
         "smoke", 5, 32, 32, width_mult=1 / 8, depth_mult=1 / 3, train_batches=40, val_batches=10, scale_lr=False,
@@ -62,8 +71,9 @@ class Budget:
     warmup_epochs: float
     img_size: int
     train_batches: int  # 0 = all
-    val_batches: int
+    val_batches: int  # validation batches of the last epoch (0 = all): the run's result
     epochs_rule: str  # how `epochs` was derived, for the report
+    monitor_batches: int = 0  # validation batches of the epochs before the last (0 = as many as the last)
 
 
 def get_preset(name: str) -> Preset:
@@ -101,26 +111,68 @@ def make_budget(
         preset=preset.name,
         epochs=n,
         batch_size=batch,
-        lr=recipe.lr * batch / recipe.lr_batch if preset.scale_lr else recipe.lr,
+        lr=(recipe.lr * batch / recipe.lr_batch if preset.scale_lr else recipe.lr) * preset.lr_mult,
         warmup_epochs=recipe.warmup_epochs * n / recipe.epochs,
         img_size=img_size,
         train_batches=preset.train_batches if train_batches is None else train_batches,
         val_batches=preset.val_batches if val_batches is None else val_batches,
         epochs_rule=rule,
+        monitor_batches=preset.monitor_batches,
     )
 
 
 def apply_budget(design: Design, budget: Budget) -> Design:
-    """The design's recipe rescaled to the budget: epochs, warmup and the step schedule's period."""
+    """The design's recipe rescaled to the budget: epochs, warmup and the step schedule's period (kept as a
+    fraction of training, not rounded to whole epochs: the scheduler counts it in iterations)."""
     r = design.recipe
-    step_every = max(1, round(r.step_every * budget.epochs / r.epochs))
     recipe = dataclasses.replace(
         r,
         epochs=budget.epochs,
         warmup_epochs=budget.warmup_epochs,
-        step_every=step_every,
+        step_every=r.step_every * budget.epochs / r.epochs,
     )
     return dataclasses.replace(design, recipe=recipe)
+
+
+SMALL_IMAGE = 64
+"""Below this size (CIFAR, Fashion-MNIST) training crops with pad-and-crop, the practice for small images: the
+ImageNet random-resized crop can keep 8 % of the area, a few pixels of a 28 px image (issue 13 measured
+75 % against 86 % top-1 for ConvNeXt-T on Fashion-MNIST, augmentation otherwise off)."""
+
+
+def crop_for(img_size: int) -> Crop:
+    """The training crop that suits an image size: the paper's random-resized crop from 64 px, pad-and-crop below."""
+    return Crop.RANDOM_RESIZED if img_size >= SMALL_IMAGE else Crop.PAD
+
+
+def scale_regularization(design: Design, strength: float) -> Design:
+    """The design with every regularizer of its recipe at `strength` times its value (1 = as it is, 0 = none):
+    the crop (the pad-and-crop's padding; the random-resized crop's lost area, 1 - min scale), RandAugment's
+    magnitude and probability, the mixup and cutmix alphas, the random-erasing probability and the stochastic-depth
+    rate. Label smoothing, the flip, the optimizer and the schedule stay.
+
+    Short budgets need weaker regularization: "ResNet strikes back" trains its 100-epoch A3 procedure with
+    RandAugment m6 and mixup 0.1, where the paper's 300 epochs use m9, mixup 0.8 and cutmix 1.0. At two epochs of
+    Fashion-MNIST every augmentation costs accuracy (docs/cpu-preset-sweep.md), so the `cpu` preset keeps every
+    component of each recipe, at the strength its sweep chose."""
+    if strength == 1.0:
+        return design
+    r, n = design.recipe, design.net
+    augment = r.rand_augment
+    if augment is not None:
+        magnitude = re.search(r"-m(\d+(?:\.\d+)?)", augment)
+        prob = re.search(r"-p(\d+(?:\.\d+)?)", augment)
+        augment = augment.replace(magnitude.group(0), f"-m{round(float(magnitude.group(1)) * strength)}") \
+            if magnitude else augment
+        p = (float(prob.group(1)) if prob else 0.5) * strength  # timm applies each op with p = 0.5 by default
+        augment = augment.replace(prob.group(0), f"-p{p:g}") if prob else f"{augment}-p{p:g}"
+    low, high = r.crop_scale
+    recipe = dataclasses.replace(
+        r, rand_augment=augment, mixup=r.mixup * strength, cutmix=r.cutmix * strength,
+        random_erasing=r.random_erasing * strength, crop_padding=r.crop_padding * strength,
+        crop_scale=(1 - (1 - low) * strength, high))
+    net = dataclasses.replace(n, drop_path_rate=n.drop_path_rate * strength)
+    return dataclasses.replace(design, recipe=recipe, net=net)
 
 
 def stem_stride_for(img_size: int) -> int:

@@ -824,7 +824,8 @@ class GpuAugment(_Normalizing):
         self.device = torch.device(device)
         self.interpolation = _check_interpolation(recipe.train_interpolation)
         self._set_normalization(mean, std)
-        self.scale, self.ratio, self.hflip = (0.08, 1.0), (3 / 4, 4 / 3), 0.5
+        self.scale, self.ratio, self.hflip = tuple(recipe.crop_scale), (3 / 4, 4 / 3), 0.5
+        self.pad = int(recipe.crop_padding * self.img_size + 0.5) if recipe.crop == "pad" else None
         self.rand_augment: RandAugmentConfig | None = None
         self._ra: _BatchedRandAugment | None = None
         if recipe.rand_augment:
@@ -862,13 +863,40 @@ class GpuAugment(_Normalizing):
 
     def crop_flip(self, images: Tensor, generator: torch.Generator | None = None,
                   sizes: Tensor | None = None) -> Tensor:
-        """Random-resized crop to img_size and horizontal flip: float (B, 3, S, S) holding integers 0..255."""
+        """Random-resized crop (or pad-and-crop) to img_size and horizontal flip: float (B, 3, S, S) holding
+        integers 0..255."""
         b, _, h, w = images.shape
+        if self.pad is not None:
+            return self.pad_crop_flip(images, generator, sizes)
         if sizes is not None:
             h, w = sizes[:, 0], sizes[:, 1]
         top, left, ch, cw = rrc_params(b, h, w, generator, images.device, self.scale, self.ratio)
         flip = torch.rand(b, generator=generator, device=images.device) < self.hflip
         return resized_crop(images, top, left, ch, cw, self.img_size, self.interpolation, flip)
+
+    def pad_crop_flip(self, images: Tensor, generator: torch.Generator | None = None,
+                      sizes: Tensor | None = None) -> Tensor:
+        """The 'pad' crop: resize to img_size (none at the native size), zero-pad `pad` pixels on each side, take a
+        random img_size window (torchvision's RandomCrop: offsets uniform in [0, 2 pad]) and flip."""
+        from roadmap.errors import RoadmapError
+
+        b, _, h, w = images.shape
+        if sizes is not None or h != w:
+            raise RoadmapError("the device data path does the 'pad' crop on square images held as arrays only; use "
+                               "--data-path loader or --set recipe.crop=random_resized")
+        dev, s, p = images.device, self.img_size, self.pad
+        x = images.float()
+        if h != s:
+            whole = torch.zeros(b, device=dev, dtype=torch.long)
+            x = resized_crop(images, whole, whole, whole + h, whole + w, s, self.interpolation)
+        offset = _randint(torch.full((2, b), 2 * p, device=dev), generator)
+        x = torch.nn.functional.pad(x, (p, p, p, p))
+        ar = torch.arange(s, device=dev)
+        rows, cols = (offset[0][:, None] + ar)[:, None, :, None], (offset[1][:, None] + ar)[:, None, None, :]
+        x = x[torch.arange(b, device=dev)[:, None, None, None], torch.arange(3, device=dev)[None, :, None, None],
+              rows, cols]
+        flip = torch.rand(b, generator=generator, device=dev) < self.hflip
+        return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
     def rand_augment_batch(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """RandAugment on float images holding integers 0..255 (per-sample ops, magnitudes, signs)."""

@@ -8,29 +8,34 @@ from dataclasses import dataclass
 
 import torch
 from timm.data import Mixup, create_transform
+from timm.data.transforms import str_to_interp_mode
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler, StepLRScheduler
 from timm.scheduler.scheduler import Scheduler
 from torch import nn
+from torchvision import transforms
 
-from roadmap.design import Optimizer, Recipe, Schedule
+from roadmap.design import Crop, Optimizer, Recipe, Schedule
 
 WARMUP_LR_INIT = 1e-6
 
 
 def train_transform(recipe: Recipe, img_size: int):
-    """Random-resized-crop + flip, plus RandAugment and random erasing when the recipe has them.
+    """The recipe's crop + flip, then RandAugment and random erasing when the recipe has them (timm's).
 
+    The crop is timm's random-resized-crop (area `crop_scale`), or for `Crop.PAD` a resize to `img_size` (a no-op
+    at the native size), zero padding of `crop_padding` x size on each side and a random crop of `img_size`
+    (torchvision's RandomCrop), followed by the same flip, RandAugment and erasing as timm's pipeline.
     Color jitter is off: the original recipe has none, and timm turns it off under RandAugment anyway.
     Without `train_augment` this is the evaluation transform (deterministic).
     """
     if not recipe.train_augment:
         return eval_transform(recipe, img_size)
-    return create_transform(
+    primary, secondary, final = create_transform(
         img_size,
         is_training=True,
-        scale=(0.08, 1.0),
+        scale=tuple(recipe.crop_scale),
         hflip=0.5,
         color_jitter=None,
         auto_augment=recipe.rand_augment,
@@ -38,7 +43,20 @@ def train_transform(recipe: Recipe, img_size: int):
         re_prob=recipe.random_erasing,
         re_mode="pixel",
         re_count=1,
+        separate=True,
     )
+    if recipe.crop is Crop.PAD:
+        primary = transforms.Compose([
+            transforms.Resize(img_size, interpolation=str_to_interp_mode(recipe.train_interpolation)),
+            transforms.RandomCrop(img_size, padding=pad_pixels(recipe, img_size)),
+            transforms.RandomHorizontalFlip(),
+        ])
+    return transforms.Compose([primary, secondary, final])
+
+
+def pad_pixels(recipe: Recipe, img_size: int) -> int:
+    """The pad-and-crop padding in pixels: `crop_padding` x size, rounded (4 px at 32 and at 28 with 0.125)."""
+    return int(recipe.crop_padding * img_size + 0.5)
 
 
 def eval_transform(recipe: Recipe, img_size: int):
@@ -61,13 +79,17 @@ def optimizer(recipe: Recipe, model: nn.Module, lr: float, fused: bool = True) -
 
 
 def scheduler(recipe: Recipe, opt: torch.optim.Optimizer, steps_per_epoch: int) -> Scheduler:
-    """Per-iteration schedule: linear warmup then cosine to `min_lr`, or the original step decay."""
+    """Per-iteration schedule: linear warmup then cosine to `min_lr`, or the original step decay.
+
+    The cosine runs over the iterations after the warmup, so it reaches `min_lr` at the last one (as the official
+    code and timm's train.py do). The step decay's period is counted in iterations, so a short budget still
+    decays at the same fractions of training (1/3 and 2/3 for the original recipe) however few its epochs."""
     total = recipe.epochs * steps_per_epoch
     warmup = round(recipe.warmup_epochs * steps_per_epoch)
     if recipe.schedule is Schedule.COSINE:
         return CosineLRScheduler(
             opt,
-            t_initial=total,
+            t_initial=max(1, total - warmup),
             lr_min=recipe.min_lr,
             warmup_t=warmup,
             warmup_lr_init=WARMUP_LR_INIT,
@@ -76,7 +98,7 @@ def scheduler(recipe: Recipe, opt: torch.optim.Optimizer, steps_per_epoch: int) 
         )
     return StepLRScheduler(
         opt,
-        decay_t=recipe.step_every * steps_per_epoch,
+        decay_t=max(1, round(recipe.step_every * steps_per_epoch)),
         decay_rate=recipe.step_gamma,
         warmup_t=warmup,
         warmup_lr_init=WARMUP_LR_INIT,

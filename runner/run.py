@@ -26,7 +26,15 @@ from roadmap.complexity import count
 from roadmap.design import FINETUNE_RECIPE, Design, Network, Recipe, parse_value, to_dict
 from roadmap.errors import RoadmapError
 from runner import baselines as timm_baselines
-from runner.budget import Budget, apply_budget, get_preset, make_budget, stem_stride_for
+from runner.budget import (
+    Budget,
+    apply_budget,
+    crop_for,
+    get_preset,
+    make_budget,
+    scale_regularization,
+    stem_stride_for,
+)
 from runner.store import RunDir, atomic_write_json, ensure_writable, run_id
 from steps import Roadmap, get_regime, low_resolution, scaled
 
@@ -43,7 +51,7 @@ class RunOptions:
     epochs: int | None = None
     batch_size: int | None = None
     img_size: int | None = None
-    seeds: int = 1
+    seeds: int | None = None  # None: the preset's
     device: str = "auto"
     out: str | None = None
     preset: str = "quick"
@@ -197,8 +205,9 @@ def package_versions() -> dict[str, str]:
 def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int) -> list[PlannedRun]:
     """Every run the options ask for, with its effective design and budget."""
     preset = get_preset(opts.preset)
-    if opts.seeds <= 0:
-        raise RoadmapError(f"--seeds must be positive, got {opts.seeds}")
+    seeds = seeds_of(opts)
+    if seeds <= 0:
+        raise RoadmapError(f"--seeds must be positive, got {seeds}")
     img_size = opts.img_size or preset.img_size or native_size
     if img_size <= 0:
         raise RoadmapError(f"--img-size must be positive, got {img_size}")
@@ -223,13 +232,18 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
             count(design.net, img_size, num_classes)  # fails early, with a clear message, if the images are too small
         else:
             timm_baselines.complexity(model, num_classes, img_size)  # likewise for a timm model
-        for seed in range(opts.seeds) if opts.only_seed is None else [opts.only_seed]:
+        for seed in range(seeds) if opts.only_seed is None else [opts.only_seed]:
             budget_id = {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("preset", "epochs_rule")}
             identity = {"design": described(design, model), "dataset": dataset_key, "img_size": img_size,
                         "seed": seed, "budget": budget_id, "code_version": code_version(),
                         **({"init_from": init} if init else {})}
             runs.append(PlannedRun(spec, seed, design, budget, run_id(spec, seed, identity), identity, model))
     return runs
+
+
+def seeds_of(opts: RunOptions) -> int:
+    """How many seeds each step trains with: `--seeds`, else the preset's default (3 on the CPU preset)."""
+    return opts.seeds if opts.seeds is not None else get_preset(opts.preset).seeds
 
 
 def described(design: Design, model: str | None) -> dict[str, Any]:
@@ -272,8 +286,13 @@ def _init_identity(path: str | None) -> dict[str, Any] | None:
 def _adapt(design: Design, preset, img_size: int, net_sets: dict, recipe_sets: dict) -> Design:
     if preset.width_mult != 1.0 or preset.depth_mult != 1.0:
         design = scaled(design, preset.width_mult, preset.depth_mult)
-    if design.net.stem_stride == 4 and stem_stride_for(img_size) != 4:
-        design = low_resolution(design, stem_stride_for(img_size))
+    design = scale_regularization(design, preset.regularization)
+    stem_stride = preset.stem_stride or stem_stride_for(img_size)
+    if design.net.stem_stride == 4 and stem_stride != 4:
+        design = low_resolution(design, stem_stride)
+    if design.recipe.crop is not crop_for(img_size):  # small images: pad-and-crop, evaluated on the whole image
+        design = dataclasses.replace(design, recipe=dataclasses.replace(design.recipe, crop=crop_for(img_size),
+                                                                        eval_crop_pct=1.0))
     if net_sets:
         design = dataclasses.replace(design, net=dataclasses.replace(design.net, **net_sets))
     if recipe_sets:
@@ -391,7 +410,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
     runs = plan(opts, info.name if not info.synthetic else opts.dataset, info.native_size, info.num_classes)
     preset = get_preset(opts.preset)
     procs = f" x {dist.world} processes" if dist.active else ""
-    header = (f"{len(runs)} runs ({len({r.spec for r in runs})} steps x {opts.seeds} seed(s)) on {opts.dataset} "
+    header = (f"{len(runs)} runs ({len({r.spec for r in runs})} steps x {seeds_of(opts)} seed(s)) on {opts.dataset} "
               f"({info.train_size} train / {info.val_size} val, {info.num_classes} classes), "
               f"{runs[0].budget.img_size} px, preset {preset.name}: {preset.note}, device {device}{procs}")
     if opts.dry_run:
@@ -504,7 +523,7 @@ def _silent(_: str) -> None:
 
 def write_plan(out: Path, runs: list[PlannedRun], opts: RunOptions) -> None:
     atomic_write_json(out / "plan.json", {
-        "steps": list(dict.fromkeys(r.spec for r in runs)), "seeds": opts.seeds, "dataset": opts.dataset,
+        "steps": list(dict.fromkeys(r.spec for r in runs)), "seeds": seeds_of(opts), "dataset": opts.dataset,
         "regime": opts.regime, "img_size": runs[0].budget.img_size, "preset": runs[0].budget.preset,
         "command": opts.command, "created": _now(),
         "orders": [_order_record(steps, get_regime(opts.regime)) for steps in opts.orders],

@@ -138,6 +138,14 @@ def to_device(x: torch.Tensor, y: torch.Tensor, dev: torch.device) -> tuple[torc
     return (x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x), y
 
 
+def val_batches_at(budget: Budget, epoch: int) -> int:
+    """Validation batches after `epoch` (0-based): the run's result (the last epoch) is measured on `val_batches`,
+    the epochs before it, which only show progress, on `monitor_batches` when the budget sets it (a fixed subset:
+    the first batches of the validation set, always the same images)."""
+    last = epoch + 1 == budget.epochs
+    return budget.val_batches if last or not budget.monitor_batches else budget.monitor_batches
+
+
 def _limit(n: int, limit: int) -> int:
     return n if limit <= 0 else min(n, limit)
 
@@ -303,7 +311,7 @@ def train(job: Job) -> dict[str, Any]:
                 break
             eval_model = ema.module if ema is not None else forward_model
             last_eval = evaluate(eval_model, val_loader, job.num_classes, dev,
-                                 _limit(len(val_loader), budget.val_batches), job.dist)
+                                 _limit(len(val_loader), val_batches_at(budget, epoch)), job.dist)
             seconds = time.perf_counter() - t0
             wall += seconds
             row = {"epoch": epoch + 1, **stats, **{k: last_eval[k] for k in ("val_loss", "val_top1", "val_top5")},
@@ -378,7 +386,7 @@ def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, s
         if ema is not None:
             ema.update(raw_model, step=updates)
         loss_sum += loss.detach().float()
-        hard = y if y.ndim == 1 else y.argmax(1)  # soft targets from the device pipeline: their main class
+        hard = ym if ym.ndim == 1 else ym.argmax(1)  # mixed (soft) targets: the image's main class
         correct += (out.detach().argmax(1) == hard).sum()
         seen += y.shape[0]  # images (soft targets from the device path are (B, classes))
         if time_first_step and i == 0:

@@ -303,3 +303,35 @@ def test_compiled_training_reports_its_compile_time_apart(tmp_path, cli):
     assert first["images_per_s"] > 5 * 24 / first["seconds"]  # not the compile-bound rate of the whole epoch
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "done" and result["compile_seconds"] == first["compile_seconds"]
+
+
+def test_train_top1_under_mixing_counts_the_mixed_images_main_class(monkeypatch):
+    """On the CPU loader path mixup/cutmix runs in the loop: an image that is mostly its partner counts as the
+    partner's class (as on the device path), not as its own label, which read ~50 % too low under mixing."""
+    import types
+
+    import torch
+
+    from runner import train as train_mod
+    from runner.recipes import Targets
+
+    def swap(x, y):  # a "mix" with lambda = 0: every image becomes its partner's (timm pairs i with B-1-i)
+        soft = torch.nn.functional.one_hot(y.flip(0), 10).float()
+        return x.flip(0), soft
+
+    class Oracle(torch.nn.Module):  # predicts the class written in the image
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x[:, 0, 0, 0].long(), 10).float() * 10
+
+    labels = torch.arange(8) % 10
+    images = labels.float()[:, None, None, None].expand(8, 3, 4, 4).contiguous()
+    model, w = Oracle(), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.0)
+    job = types.SimpleNamespace(design=types.SimpleNamespace(recipe=types.SimpleNamespace(grad_clip=None)),
+                                device=torch.device("cpu"), dist=train_mod.SINGLE, progress=False, label="x",
+                                budget=types.SimpleNamespace(epochs=1))
+    sched = types.SimpleNamespace(step_update=lambda n: None)
+    mix = Targets(types.SimpleNamespace(), lambda out, target: (out * 0).sum() + w.sum())
+    monkeypatch.setattr(Targets, "__call__", lambda self, x, y: swap(x, y))
+    stats, _, _ = train_mod._train_epoch(job, model, model, [(images, labels)] * 3, opt, sched, mix, None, 0, 3, 0)
+    assert stats["train_top1"] == 100.0  # the old count compared with the unmixed labels: 0 %

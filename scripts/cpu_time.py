@@ -1,0 +1,108 @@
+"""Where a CPU run's time goes, per step: the whole training pipeline against the model alone.
+
+For every step of the roadmap as the given preset plans it (Fashion-MNIST), interleaved in one process so a
+noisy machine hits both alike:
+
+- **pipeline**: `runner.train.train` for one epoch of `--batches` batches (DataLoader, the recipe's augmentation,
+  mixing, forward, backward, optimizer): its recorded training images/s;
+- **model only**: the same model, optimizer and loss on one fixed batch of already-transformed images: images/s
+  of forward + backward + optimizer step;
+- **eval**: images/s of `runner.train.evaluate` on `--eval-batches` validation batches.
+
+    python scripts/cpu_time.py [--preset cpu] [--batches 40] [--rounds 2] [--steps a,b] [--batch-size N]
+
+Prints a Markdown table (docs/bench-cpu.md holds the measured one, with this command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from roadmap.model import build_model
+from runner import recipes
+from runner.data import load_dataset
+from runner.run import RunOptions, plan
+from runner.store import RunDir
+from runner.train import Job, Transformed, evaluate, train
+
+
+def model_only(run, info, batch: int, iters: int) -> float:
+    """Training images/s of the model alone on one fixed batch of transformed images."""
+    torch.manual_seed(0)
+    model = build_model(run.design.net, num_classes=info.num_classes).train()
+    opt = recipes.optimizer(run.design.recipe, model, run.budget.lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x = torch.randn(batch, 3, run.budget.img_size, run.budget.img_size)
+    y = torch.randint(0, info.num_classes, (batch,))
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    return iters * batch / (time.perf_counter() - t0)
+
+
+def pipeline(run, splits, info, batches: int, out: Path) -> float:
+    """Training images/s of `train` itself for one epoch of `batches` batches (its own measurement)."""
+    budget = run.budget.__class__(**{**run.budget.__dict__, "epochs": 1, "train_batches": batches,
+                                     "val_batches": 1, "monitor_batches": 0})
+    design = run.design
+    job = Job(run_dir=RunDir(out), design=design, budget=budget, seed=0, num_classes=info.num_classes,
+              class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val,
+              device=torch.device("cpu"), progress=False, log=lambda _: None, label=run.spec)
+    return train(job)["images_per_s"]
+
+
+def eval_speed(run, splits, info, batches: int) -> float:
+    model = build_model(run.design.net, num_classes=info.num_classes)
+    val = Transformed(splits.val, recipes.eval_transform(run.design.recipe, run.budget.img_size))
+    loader = torch.utils.data.DataLoader(val, batch_size=min(2 * run.budget.batch_size, 512))
+    t0 = time.perf_counter()
+    evaluate(model, loader, info.num_classes, torch.device("cpu"), batches)
+    return batches * loader.batch_size / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--steps", help="comma-separated specs (default: the whole roadmap)")
+    p.add_argument("--batches", type=int, default=40, help="training batches per pipeline measurement")
+    p.add_argument("--eval-batches", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--batch-size", type=int)
+    args = p.parse_args()
+    splits = load_dataset("fashion-mnist")
+    info = splits.info
+    opts = RunOptions(preset=args.preset, steps=args.steps.split(",") if args.steps else None, seeds=1,
+                      batch_size=args.batch_size)
+    runs = plan(opts, info.name, info.native_size, info.num_classes)
+    batch = runs[0].budget.batch_size
+    print(f"preset {args.preset}, {runs[0].budget.img_size} px, batch {batch}, {torch.get_num_threads()} threads; "
+          f"median of {args.rounds} interleaved rounds")
+    print("| step | pipeline img/s | model-only img/s | pipeline / model | eval img/s |")
+    print("|---|---|---|---|---|")
+    for run in runs:
+        pipe, model, ev = [], [], []
+        for _ in range(args.rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                pipe.append(pipeline(run, splits, info, args.batches, Path(tmp)))
+            model.append(model_only(run, info, batch, args.batches))
+            ev.append(eval_speed(run, splits, info, args.eval_batches))
+        p_, m_, e_ = statistics.median(pipe), statistics.median(model), statistics.median(ev)
+        print(f"| `{run.spec}` | {p_:.0f} | {m_:.0f} | {p_ / m_:.2f} | {e_:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
