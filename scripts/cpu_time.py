@@ -10,6 +10,7 @@ noisy machine hits both alike:
 - **eval**: images/s of `runner.train.evaluate` on `--eval-batches` validation batches.
 
     python scripts/cpu_time.py [--preset cpu] [--batches 40] [--rounds 2] [--steps a,b] [--batch-size N]
+                               [--threads N] [--workers N] [--channels-last]
 
 Prints a Markdown table (docs/bench-cpu.md holds the measured one, with this command).
 """
@@ -32,13 +33,15 @@ from runner.store import RunDir
 from runner.train import Job, Transformed, evaluate, train
 
 
-def model_only(run, info, batch: int, iters: int) -> float:
+def model_only(run, info, batch: int, iters: int, channels_last: bool = False) -> float:
     """Training images/s of the model alone on one fixed batch of transformed images."""
     torch.manual_seed(0)
     model = build_model(run.design.net, num_classes=info.num_classes).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     opt = recipes.optimizer(run.design.recipe, model, run.budget.lr)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x = torch.randn(batch, 3, run.budget.img_size, run.budget.img_size)
+    x = torch.randn(batch, 3, run.budget.img_size, run.budget.img_size).contiguous(memory_format=fmt)
     y = torch.randint(0, info.num_classes, (batch,))
 
     def step() -> None:
@@ -54,14 +57,14 @@ def model_only(run, info, batch: int, iters: int) -> float:
     return iters * batch / (time.perf_counter() - t0)
 
 
-def pipeline(run, splits, info, batches: int, out: Path) -> float:
+def pipeline(run, splits, info, batches: int, out: Path, workers: int = 0) -> float:
     """Training images/s of `train` itself for one epoch of `batches` batches (its own measurement)."""
     budget = run.budget.__class__(**{**run.budget.__dict__, "epochs": 1, "train_batches": batches,
                                      "val_batches": 1, "monitor_batches": 0})
     design = run.design
     job = Job(run_dir=RunDir(out), design=design, budget=budget, seed=0, num_classes=info.num_classes,
               class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val,
-              device=torch.device("cpu"), progress=False, log=lambda _: None, label=run.spec)
+              device=torch.device("cpu"), workers=workers, progress=False, log=lambda _: None, label=run.spec)
     return train(job)["images_per_s"]
 
 
@@ -82,14 +85,20 @@ def main() -> None:
     p.add_argument("--eval-batches", type=int, default=16)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader processes of the pipeline (default: 0)")
+    p.add_argument("--channels-last", action="store_true", help="the model-only measurement in channels-last")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     splits = load_dataset("fashion-mnist")
     info = splits.info
     opts = RunOptions(preset=args.preset, steps=args.steps.split(",") if args.steps else None, seeds=1,
                       batch_size=args.batch_size)
     runs = plan(opts, info.name, info.native_size, info.num_classes)
     batch = runs[0].budget.batch_size
-    print(f"preset {args.preset}, {runs[0].budget.img_size} px, batch {batch}, {torch.get_num_threads()} threads; "
+    print(f"preset {args.preset}, {runs[0].budget.img_size} px, batch {batch}, {torch.get_num_threads()} threads, "
+          f"{args.workers} workers{', channels-last model' if args.channels_last else ''}; "
           f"median of {args.rounds} interleaved rounds")
     print("| step | pipeline img/s | model-only img/s | pipeline / model | eval img/s |")
     print("|---|---|---|---|---|")
@@ -97,8 +106,8 @@ def main() -> None:
         pipe, model, ev = [], [], []
         for _ in range(args.rounds):
             with tempfile.TemporaryDirectory() as tmp:
-                pipe.append(pipeline(run, splits, info, args.batches, Path(tmp)))
-            model.append(model_only(run, info, batch, args.batches))
+                pipe.append(pipeline(run, splits, info, args.batches, Path(tmp), args.workers))
+            model.append(model_only(run, info, batch, args.batches, args.channels_last))
             ev.append(eval_speed(run, splits, info, args.eval_batches))
         p_, m_, e_ = statistics.median(pipe), statistics.median(model), statistics.median(ev)
         print(f"| `{run.spec}` | {p_:.0f} | {m_:.0f} | {p_ / m_:.2f} | {e_:.0f} |", flush=True)
