@@ -334,6 +334,35 @@ def resized_crop(
     return _resample(images.float(), wy, wx)
 
 
+def resized_size(h: Tensor, w: Tensor, short: int) -> tuple[Tensor, Tensor]:
+    """torchvision's Resize(short) output size per sample: the shorter side becomes `short`, the longer
+    int(short * long / short_side)."""
+    f64, tall = torch.float64, w <= h
+    long_side = lambda a, b: (short * a.to(f64) / b.to(f64)).trunc().long()  # noqa: E731  int(short * a / b)
+    new_h = torch.where(tall, long_side(h, w), torch.full_like(h, short))
+    new_w = torch.where(tall, torch.full_like(w, short), long_side(w, h))
+    return new_h, new_w
+
+
+def padded_crop(images: Tensor, sizes: Tensor, resized: tuple[Tensor, Tensor], corner: tuple[Tensor, Tensor],
+                size: int, interpolation: str = "bilinear", flip: Tensor | None = None) -> Tensor:
+    """Each image (its own (h, w) in `sizes`) resized to `resized` (new_h, new_w), then the size x size window
+    whose top-left corner is at `corner` (top, left; negative or past the edge reads zeros: the padding), then
+    flipped where `flip`. Exactly PIL's resize, zero padding and crop (float (B, C, size, size), integers)."""
+    _check_interpolation(interpolation)
+    zero, ar = torch.zeros_like(sizes[:, 0]), torch.arange(size, device=images.device)
+    weights = []
+    for axis in (0, 1):
+        total, first = resized[axis], corner[axis]
+        wt = _resize_weights(zero, sizes[:, axis], images.shape[-2 + axis], size, interpolation, first, total)
+        inside = (first[:, None] + ar >= 0) & (first[:, None] + ar < total[:, None])
+        weights.append(wt * inside[:, :, None])
+    wy, wx = weights
+    if flip is not None:
+        wx = torch.where(flip[:, None, None], wx.flip(1), wx)
+    return _resample(images.float(), wy, wx)
+
+
 def _randint(high: Tensor, generator: torch.Generator | None) -> Tensor:
     """Uniform integers in [0, high] (inclusive, per element), like Python's random.randint(0, high)."""
     u = torch.rand(high.shape, generator=generator, device=high.device, dtype=torch.float64)
@@ -876,27 +905,18 @@ class GpuAugment(_Normalizing):
 
     def pad_crop_flip(self, images: Tensor, generator: torch.Generator | None = None,
                       sizes: Tensor | None = None) -> Tensor:
-        """The 'pad' crop: resize to img_size (none at the native size), zero-pad `pad` pixels on each side, take a
-        random img_size window (torchvision's RandomCrop: offsets uniform in [0, 2 pad]) and flip."""
-        from roadmap.errors import RoadmapError
-
+        """The 'pad' crop, as the loader's Resize(img_size) + RandomCrop(img_size, padding) + flip: the shorter side
+        resized to img_size (none at the native size), `pad` zero pixels on each side, a random img_size window
+        (offsets uniform in [0, resized + 2 pad - img_size]) and a flip. `sizes`: each image's own (h, w) in a
+        canvas."""
         b, _, h, w = images.shape
-        if sizes is not None or h != w:
-            raise RoadmapError("the device data path does the 'pad' crop on square images held as arrays only; use "
-                               "--data-path loader or --set recipe.crop=random_resized")
         dev, s, p = images.device, self.img_size, self.pad
-        x = images.float()
-        if h != s:
-            whole = torch.zeros(b, device=dev, dtype=torch.long)
-            x = resized_crop(images, whole, whole, whole + h, whole + w, s, self.interpolation)
-        offset = _randint(torch.full((2, b), 2 * p, device=dev), generator)
-        x = torch.nn.functional.pad(x, (p, p, p, p))
-        ar = torch.arange(s, device=dev)
-        rows, cols = (offset[0][:, None] + ar)[:, None, :, None], (offset[1][:, None] + ar)[:, None, None, :]
-        x = x[torch.arange(b, device=dev)[:, None, None, None], torch.arange(3, device=dev)[None, :, None, None],
-              rows, cols]
+        if sizes is None:
+            sizes = torch.tensor([[h, w]], device=dev).expand(b, 2)
+        new_h, new_w = resized_size(sizes[:, 0], sizes[:, 1], s)
+        oy, ox = _randint(torch.stack([new_h, new_w]) + 2 * p - s, generator)
         flip = torch.rand(b, generator=generator, device=dev) < self.hflip
-        return torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return padded_crop(images, sizes, (new_h, new_w), (oy - p, ox - p), s, self.interpolation, flip)
 
     def rand_augment_batch(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """RandAugment on float images holding integers 0..255 (per-sample ops, magnitudes, signs)."""
@@ -1027,12 +1047,8 @@ class GpuEval(_Normalizing):
         """(B, S, in_h) and (B, S, in_w) weights of torchvision's Resize(int) + CenterCrop arithmetic for each
         sample's own (h, w) inside an in_h x in_w canvas: the rows of the full resize that the crop keeps."""
         f64, s = torch.float64, self.img_size
-        short = math.floor(self.img_size / self.crop_pct)
         h, w = sizes[:, 0], sizes[:, 1]
-        tall = w <= h
-        long_side = lambda a, b: (short * a.to(f64) / b.to(f64)).trunc().long()  # noqa: E731  int(short * a / b)
-        new_h = torch.where(tall, long_side(h, w), torch.full_like(h, short))
-        new_w = torch.where(tall, torch.full_like(w, short), long_side(w, h))
+        new_h, new_w = resized_size(h, w, math.floor(self.img_size / self.crop_pct))
         top = ((new_h - s).to(f64) / 2.0).round().long()  # Python's round(): half to even, as torch's
         left = ((new_w - s).to(f64) / 2.0).round().long()
         zero = torch.zeros_like(h)

@@ -99,6 +99,39 @@ def test_device_pad_crop_matches_the_cpu_crop_in_kind():
     assert set(dy) == set(range(9)) and abs(dy.mean() - 4) < 0.4  # uniform on 0..8, like RandomCrop
 
 
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_device_pad_crop_of_images_in_a_canvas_is_exactly_the_loaders(interpolation):
+    """Images of mixed sizes in one canvas (an image folder on the device path): the resize of the shorter side,
+    the zero padding and the window are PIL's and torchvision's, pixel for pixel, at corners inside and past
+    the edges."""
+    from torchvision.transforms import functional as F
+
+    from runner.gpu_data import padded_crop, resized_size
+
+    rng = np.random.default_rng(2)
+    shapes, s, pad = [(30, 45), (41, 33), (28, 28), (60, 31)], 28, 4
+    canvas = torch.zeros(len(shapes), 3, 60, 45, dtype=torch.uint8)
+    pils = []
+    for i, (h, w) in enumerate(shapes):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        canvas[i, :, :h, :w] = torch.from_numpy(img).permute(2, 0, 1)
+        pils.append(Image.fromarray(img))
+    sizes = torch.tensor(shapes)
+    new_h, new_w = resized_size(sizes[:, 0], sizes[:, 1], s)
+    mode = F.InterpolationMode(interpolation)
+    for corner in [(-pad, -pad), (0, 0), (pad, -1), (-3, 2)]:
+        top = torch.tensor([min(corner[0], int(nh) + pad - s) for nh in new_h])
+        left = torch.tensor([min(corner[1], int(nw) + pad - s) for nw in new_w])
+        flip = torch.tensor([False, True, False, True])
+        out = padded_crop(canvas, sizes, (new_h, new_w), (top, left), s, interpolation, flip)
+        for i, pil in enumerate(pils):
+            want = F.pad(F.resize(pil, s, interpolation=mode), pad)
+            want = F.crop(want, int(top[i]) + pad, int(left[i]) + pad, s, s)
+            want = torch.from_numpy(np.array(F.hflip(want) if flip[i] else want)).permute(2, 0, 1).float()
+            assert (int(new_h[i]), int(new_w[i])) == F.resize(pil, s).size[::-1]
+            assert torch.equal(out[i], want), (shapes[i], corner)
+
+
 def test_small_images_get_the_pad_crop_and_whole_image_evaluation():
     info = ("fashion-mnist", 28, 10)
     small = plan(RunOptions(preset="cpu", steps=["resnet50", "convnext_tiny"], seeds=1), *info)
