@@ -132,10 +132,16 @@ def _check_split(batch: int, world: int) -> None:
         raise RoadmapError(f"--batch-size {batch} (global) does not split evenly over {world} processes")
 
 
+def channels_last(dev: torch.device) -> bool:
+    """Whether models and images use channels-last memory on `dev`: on CUDA (cuDNN's fastest kernels) and on CPU
+    (oneDNN's; 1.0-1.5x the model's training speed of the contiguous layout, docs/bench-cpu.md)."""
+    return dev.type in ("cuda", "cpu")
+
+
 def to_device(x: torch.Tensor, y: torch.Tensor, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch on the device; channels-last images on CUDA (what cuDNN's fastest kernels want)."""
+    """A batch on the device, in channels-last memory where `channels_last` says so."""
     x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-    return (x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x), y
+    return (x.contiguous(memory_format=torch.channels_last) if channels_last(dev) else x), y
 
 
 def val_batches_at(budget: Budget, epoch: int) -> int:
@@ -236,7 +242,7 @@ def prepare(job: Job) -> Trainer:
         model = create(job.model_name, job.num_classes, budget.img_size, job.design.net.drop_path_rate).to(dev)
     else:
         model = build_model(job.design.net, num_classes=job.num_classes).to(dev)
-    if cuda:
+    if channels_last(dev):
         model = model.to(memory_format=torch.channels_last)
     if job.init_from and not job.run_dir.checkpoint.exists():
         load_pretrained(model, job.init_from, job.log if main else (lambda _: None), job.label)

@@ -11,6 +11,7 @@ noisy machine hits both alike:
 
     python scripts/cpu_time.py [--preset cpu] [--batches 40] [--rounds 2] [--steps a,b] [--batch-size N]
                                [--threads N] [--workers N] [--channels-last]
+    python scripts/cpu_time.py --layouts [--steps a,b] [--rounds 3]   # channels-last and threads
 
 Prints a Markdown table (docs/bench-cpu.md holds the measured one, with this command).
 """
@@ -77,6 +78,41 @@ def eval_speed(run, splits, info, batches: int) -> float:
     return batches * loader.batch_size / (time.perf_counter() - t0)
 
 
+def compare_layouts(runs, splits, info, batch: int, iters: int, rounds: int) -> None:
+    """Training img/s per step: channels-last against contiguous memory (the model alone, and the whole pipeline
+    through `train`), and one thread against two (the model alone); each ratio taken within a round, where the
+    measurements are interleaved, and the median over rounds."""
+    import runner.train
+
+    layout = runner.train.channels_last
+
+    def pipeline_in(cl: bool) -> float:
+        runner.train.channels_last = lambda dev: cl
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                return pipeline(run, splits, info, iters, Path(tmp))
+        finally:
+            runner.train.channels_last = layout
+
+    print(f"training, {runs[0].budget.img_size} px, batch {batch}; median of {rounds} interleaved rounds")
+    print("| step | model img/s (contiguous, 2 threads) | model: channels-last / contiguous | "
+          "pipeline: channels-last / contiguous | model: 1 thread / 2 threads |")
+    print("|---|---|---|---|---|")
+    med = statistics.median
+    for run in runs:
+        base, cl, pipe, one = [], [], [], []
+        for _ in range(rounds):
+            torch.set_num_threads(2)
+            b = model_only(run, info, batch, iters)
+            base.append(b)
+            cl.append(model_only(run, info, batch, iters, channels_last=True) / b)
+            pipe.append(pipeline_in(True) / pipeline_in(False))
+            torch.set_num_threads(1)
+            one.append(model_only(run, info, batch, iters) / b)
+            torch.set_num_threads(2)
+        print(f"| `{run.spec}` | {med(base):.0f} | {med(cl):.2f} | {med(pipe):.2f} | {med(one):.2f} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="cpu")
@@ -88,6 +124,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes of the pipeline (default: 0)")
     p.add_argument("--channels-last", action="store_true", help="the model-only measurement in channels-last")
+    p.add_argument("--layouts", action="store_true",
+                   help="instead: channels-last vs contiguous (model, pipeline) and 1 vs 2 threads, interleaved")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,6 +135,8 @@ def main() -> None:
                       batch_size=args.batch_size)
     runs = plan(opts, info.name, info.native_size, info.num_classes)
     batch = runs[0].budget.batch_size
+    if args.layouts:
+        return compare_layouts(runs, splits, info, batch, args.batches, args.rounds)
     print(f"preset {args.preset}, {runs[0].budget.img_size} px, batch {batch}, {torch.get_num_threads()} threads, "
           f"{args.workers} workers{', channels-last model' if args.channels_last else ''}; "
           f"median of {args.rounds} interleaved rounds")
