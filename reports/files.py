@@ -51,12 +51,16 @@ def writing(what: str, path: Path, need: int | None = None) -> Iterator[None]:
             fail(f"cannot write the {what} to {path}: the file system is read-only; make it writable and run the "
                  "same command again (everything written before is kept and resumes)")
         try:
-            free = f", {shutil.disk_usage(path.parent).free / 2**20:.1f} MB free"
+            free = f", {_size(shutil.disk_usage(path.parent).free)} free"
         except OSError:
             free = ""
-        size = f"{need / 2**20:.1f} MB" if need is not None else "a few MB"
+        size = _size(need) if need is not None else "a few MB"
         fail(f"no space left to write the {what} to {path} (needs {size}{free}); free some space and run the same "
              "command again (everything written before is kept and resumes)")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} KB"
 
 
 def atomic_write(path: Path, data: bytes | Callable[[IO[bytes]], None], what: str, keep: Path | None = None) -> None:
