@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import Bbox
 
+from reports.files import atomic_write
 from reports.table import spearman
 
 DPI = 110
@@ -57,7 +58,8 @@ def _section_handles(summary: pd.DataFrame, colors: dict[str, str]) -> list[Patc
 
 def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None}, facecolor="white")
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None},
+                                             facecolor="white"), "figure")
 
 
 def _finite(value: float) -> bool:

@@ -8,15 +8,16 @@ step catalog or the model code: each config.json carries its step's section, pap
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from reports.errors import fail
+from reports.files import Unreadable, load_json, load_jsonl
 
 CANONICAL_ORDER: tuple[str, ...] = (
     "resnet50", "training_recipe", "stage_ratio", "patchify_stem", "depthwise_conv", "resnext_width",
@@ -36,15 +37,19 @@ RUN_COLUMNS: tuple[str, ...] = (
     "created",
     "epochs_done", "diverged_epoch", "val_top1", "val_top5", "train_top1", "best_val_top1",
     "wall_seconds", "images_per_s", "last_epoch", "last_train_loss", "last_val_top1",
-    "per_class", "metrics",
+    "per_class", "metrics", "unreadable",
 )
-"""Columns of `load_runs`; `per_class`, `metrics`, `classes` and `packages` hold Python lists/dicts."""
+"""Columns of `load_runs`; `per_class`, `metrics`, `classes` and `packages` hold Python lists/dicts; `unreadable`
+says why a run's records cannot be read (empty for the others)."""
 
 _NUMERIC = ("seed", "paper_top1", "paper_gflops", "params", "params_224", "gflops_224", "gflops_run", "img_size",
             "num_classes", "train_size", "val_size", "epochs", "batch_size", "lr", "warmup_epochs", "train_batches",
             "val_batches",
             "epochs_done", "diverged_epoch", "val_top1", "val_top5", "train_top1", "best_val_top1", "wall_seconds",
             "images_per_s", "last_epoch", "last_train_loss", "last_val_top1")
+
+_RECORDS = ("config.json", "metrics.jsonl", "result.json", "checkpoint.pt")
+"""A directory with any of these is a run's (one with a lock alone has not started)."""
 
 # Fields that describe the step itself (not the run): borrowed by a *missing* step from any other config of it.
 _STEP_FIELDS = ("step_name", "section_key", "section_number", "section_title", "branch_of", "baseline",
@@ -59,13 +64,9 @@ BASELINE_SECTION = {"key": "baseline", "number": "", "title": "Reference models 
 def read_json(path: Path, what_to_do: str) -> Any:
     """Parse one JSON file; a malformed one is a `RoadmapError` naming the file and saying `what_to_do`."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"malformed JSON in {path} (line {exc.lineno}, column {exc.colno}): {what_to_do}")
+        return load_json(path)
+    except Unreadable as e:
+        fail(f"{e}: {what_to_do}")
 
 
 def read_plan(out_dir: str | Path) -> dict[str, Any] | None:
@@ -77,30 +78,6 @@ def read_plan(out_dir: str | Path) -> dict[str, Any] | None:
     if not isinstance(plan, dict) or not isinstance(plan.get("steps", []), list):
         fail(f"{path} is not a plan (expected an object with a 'steps' list): fix it or delete it")
     return plan
-
-
-def read_metrics(path: Path, finished: bool) -> list[dict[str, Any]]:
-    """The epochs in metrics.jsonl. A run still writing may have a half-written last line: it is skipped
-    when the run has no result.json yet; anywhere else a malformed line is an error naming the file."""
-    if not path.is_file():
-        return []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}")
-    rows: list[dict[str, Any]] = []
-    numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
-    for k, (lineno, line) in enumerate(numbered):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if not finished and k == len(numbered) - 1:
-                break  # the epoch being appended right now
-            fail(f"malformed JSON in {path} (line {lineno}): fix or delete that line")
-        if not isinstance(row, dict):
-            fail(f"malformed record in {path} (line {lineno}): expected a JSON object per line")
-        rows.append(row)
-    return rows
 
 
 def lock_held(path: Path) -> bool:
@@ -157,17 +134,17 @@ def _status(result: dict[str, Any] | None, metrics: list[dict[str, Any]], epochs
 
 
 def _run_row(run_dir: Path) -> dict[str, Any]:
-    """One run directory as a flat dict of RUN_COLUMNS."""
-    cfg = read_json(run_dir / "config.json", "delete this run directory and run the step again")
+    """One run directory as a flat dict of RUN_COLUMNS; Unreadable when its config or result cannot be read."""
+    cfg = load_json(run_dir / "config.json")
     if not isinstance(cfg, dict) or not isinstance(cfg.get("step"), str):
-        fail(f"{run_dir / 'config.json'} is not a run config (no 'step'): delete this run directory")
+        raise Unreadable(f"{run_dir / 'config.json'} is not a run config (no 'step')", "config.json has no step")
     result_path = run_dir / "result.json"
     result = None
     if result_path.is_file():
-        result = read_json(result_path, "delete result.json to resume the run, or the run directory to retrain")
+        result = load_json(result_path)
         if not isinstance(result, dict):
-            fail(f"{result_path} is not a result (expected a JSON object): delete it to resume the run")
-    metrics = read_metrics(run_dir / "metrics.jsonl", finished=result is not None)
+            raise Unreadable(f"{result_path} is not a result (expected a JSON object)", "result.json is no result")
+    metrics = load_jsonl(run_dir / "metrics.jsonl")
     last = metrics[-1] if metrics else {}
     epochs = _num(_get(cfg, "budget", "epochs"))
     status, text, div_epoch = _status(result, metrics, epochs, run_dir / "lock")
@@ -237,14 +214,32 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         "last_val_top1": _num(last.get("val_top1")),
         "per_class": res.get("per_class") if isinstance(res.get("per_class"), list) else [],
         "metrics": metrics,
+        "unreadable": "",
     }
+
+
+def _unreadable_row(run_dir: Path, error: Unreadable, plan: dict[str, Any] | None,
+                    known: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run directory whose records cannot be read: its step and seed from plan.json or from its name
+    (`<step>-s<seed>-<hash>`), the reason in `status_text` (short) and `unreadable` (in full)."""
+    planned = {str(r.get("dir")): r for r in (plan or {}).get("runs", []) if isinstance(r, dict)}
+    entry = planned.get(run_dir.name)
+    named = re.fullmatch(r"(.+)-s(\d+)-[0-9a-f]{10}", run_dir.name)
+    if entry is not None and isinstance(entry.get("step"), str):
+        step, seed = entry["step"], entry.get("seed")
+    else:
+        step, seed = (named.group(1), int(named.group(2))) if named else (run_dir.name, None)
+    row = _missing_row(step, seed, run_dir.name, known)
+    row.update(status="unreadable", status_text=f"unreadable ({error.short})", created="",
+               unreadable=f"`{run_dir.name}`: {error}; fix or delete that file (the run is then resumed or retrained)")
+    return row
 
 
 def _missing_row(step: str, seed: Any, run_id: str, known: list[dict[str, Any]]) -> dict[str, Any]:
     """A planned run with no directory; its step's description is borrowed from any config of that step."""
     row: dict[str, Any] = {c: None for c in RUN_COLUMNS}
     row.update(run_id=run_id, step=step, step_name=step, seed=_num(seed), status="missing", status_text="missing",
-               per_class=[], metrics=[], classes=[], packages={}, synthetic=False, ema=False,
+               per_class=[], metrics=[], classes=[], packages={}, synthetic=False, ema=False, unreadable="",
                section_key="", section_number="", section_title="", paper_footnote="")
     for other in known:
         if other["step"] == step or other["step_name"] == step:
@@ -308,7 +303,7 @@ def load_runs(out_dir: str | Path) -> pd.DataFrame:
     """One row per run directory of `out_dir` (config + result + last metrics) and one per planned run that
     has no directory (status "missing"), in roadmap order.
 
-    `status` is done / diverged / running / interrupted / missing; `status_text` says it for a table
+    `status` is done / diverged / running / interrupted / unreadable / missing; `status_text` says it for a table
     ("diverged at epoch 3"). `counted` is False for runs a summary must leave out, with the reason in
     `excluded`: a run not in plan.json (left from an earlier plan), or an older duplicate of the same step and
     seed when there is no plan. `order` ranks the steps: plan.json's order, else the roadmap's.
@@ -319,11 +314,19 @@ def load_runs(out_dir: str | Path) -> pd.DataFrame:
     if not out.is_dir():
         fail(f"{out} is not a directory: pass the --out directory that `roadmap run` wrote")
     plan = read_plan(out)
-    dirs = sorted(p for p in out.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    dirs = sorted(p for p in out.iterdir() if p.is_dir() and any((p / f).is_file() for f in _RECORDS))
     if not dirs:
         fail(f"{out} contains no run records (no <run>/config.json): run `roadmap run --out {out}` first, "
              "or pass the directory it wrote")
-    rows = [_run_row(d) for d in dirs]
+    rows, broken = [], []
+    for d in dirs:
+        try:
+            rows.append(_run_row(d))
+        except Unreadable as e:  # one damaged run never hides the others
+            broken.append((d, e))
+    if not rows:
+        fail(f"no run record in {out} can be read ({broken[0][1]}, ...): fix or delete the damaged files")
+    rows += [_unreadable_row(d, e, plan, rows) for d, e in broken]
     for row in rows:
         row["counted"], row["excluded"] = True, ""
 
@@ -354,7 +357,7 @@ def load_runs(out_dir: str | Path) -> pd.DataFrame:
     # The same step and seed twice (budget or code changed between runs): the newest config counts.
     newest: dict[tuple[str, float], dict[str, Any]] = {}
     for row in rows:
-        if not row["counted"] or row["status"] == "missing":
+        if not row["counted"] or row["status"] in ("missing", "unreadable"):
             continue
         key = (row["step"], row["seed"])
         if key in newest:

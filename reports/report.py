@@ -8,7 +8,6 @@ rebuilds a byte-identical report.
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pandas as pd
 
 from reports import figures
 from reports.errors import fail
+from reports.files import atomic_write, remove_stale_temps
 from reports.records import aliases, curves, load_runs, read_plan
 from reports.table import display_frame, fmt_gflops, fmt_num, fmt_top1, spearman, summarize, to_markdown
 from reports.verdict import (
@@ -445,6 +445,7 @@ def build_report(out_dir: str | Path, classes_step: str | None = None) -> Path:
     """
     out = Path(out_dir)
     runs = load_runs(out)
+    remove_stale_temps(out)  # figures or a report.md a killed `roadmap report` was writing
     plan = read_plan(out)
     summary = summarize(runs)
     counted = runs[runs["counted"].astype(bool)]
@@ -484,7 +485,5 @@ def build_report(out_dir: str | Path, classes_step: str | None = None) -> Path:
     lines += _excluded(runs)
     text = "\n".join(lines).rstrip("\n") + "\n"
     path = out / "report.md"
-    tmp = out / f".report.md.{os.getpid()}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, text.encode(), "report")
     return path

@@ -26,9 +26,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "n", "n_runs", "seeds", "top1_mean", "top1_std", "delta", "delta_vs", "delta_vs_nominal", "pooled_std",
     "significance",
     "paper_top1", "paper_delta", "train_top1", "images_per_s", "wall_seconds", "epochs",
-    "status", "status_kind",
+    "status", "status_kind", "unreadable",
 )
-"""Columns of `summarize`."""
+"""Columns of `summarize`; `unreadable` lists why runs of the step cannot be read (footnotes of the table)."""
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     "step", "label", "section", "branch_of", "params_224_m", "gflops_224", "params_m", "gflops_run", "img_size",
@@ -41,7 +41,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
 FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
 
 # Which status a step shows in figures when none of its runs finished: the most informative first.
-_STATUS_PRIORITY = ("diverged", "running", "interrupted", "missing")
+_STATUS_PRIORITY = ("diverged", "running", "interrupted", "unreadable", "missing")
 
 
 def _is_missing(value: Any) -> bool:
@@ -50,7 +50,7 @@ def _is_missing(value: Any) -> bool:
 
 def _step_row(step: str, group: pd.DataFrame) -> dict[str, Any]:
     """One step's row: description from its first recorded config, numbers over its finished runs."""
-    present = group[group["status"] != "missing"]
+    present = group[~group["status"].isin(["missing", "unreadable"])]
     meta = (present if len(present) else group).iloc[0]
     done = group[group["status"] == "done"]
     top1 = done["val_top1"].dropna()
@@ -105,6 +105,7 @@ def _step_row(step: str, group: pd.DataFrame) -> dict[str, Any]:
         "epochs": meta["epochs"],
         "status": status,
         "status_kind": kind,
+        "unreadable": [r for r in group["unreadable"] if r],
     }
 
 
@@ -247,14 +248,17 @@ def display_frame(summary: pd.DataFrame, footnote_style: str = "markdown") -> tu
     run_col = f"GFLOPs ({int(px)} px)" if px is not None else "GFLOPs (run size)"
     notes: list[str] = []
     records = []
+
+    def note(text: str) -> str:
+        """A footnote mark for `text`, which goes below the table."""
+        k = len(notes) + 1
+        notes.append(f"[^{k}]: {text}" if footnote_style == "markdown" else f"[{k}] {text}")
+        return f"[^{k}]" if footnote_style == "markdown" else f" [{k}]"
+
     for row in summary.itertuples(index=False):
         paper_gflops = fmt_gflops(row.paper_gflops)
         if row.paper_footnote:
-            k = len(notes) + 1
-            mark = f"[^{k}]" if footnote_style == "markdown" else f" [{k}]"
-            paper_gflops += mark
-            prefix = f"[^{k}]:" if footnote_style == "markdown" else f"[{k}]"
-            notes.append(f"{prefix} `{row.step}`: {row.paper_footnote}")
+            paper_gflops += note(f"`{row.step}`: {row.paper_footnote}")
         gflops_run = fmt_gflops(row.gflops_run)
         if px is None and gflops_run != "—" and not math.isnan(row.img_size):
             gflops_run += f" @{int(row.img_size)}"
@@ -277,7 +281,7 @@ def display_frame(summary: pd.DataFrame, footnote_style: str = "markdown") -> tu
             "train top-1": fmt_num(row.train_top1),
             "images/s": fmt_num(row.images_per_s, ",.0f"),
             "wall time / run": fmt_duration(row.wall_seconds),
-            "status": row.status,
+            "status": row.status + "".join(note(why) for why in row.unreadable),
         })
     columns = ["step", "section", "params (M, full size)", "GFLOPs (224 px)", "params (M, as trained)", run_col,
                "paper GFLOPs", "top-1 % (mean ± std, n)", "Δ top-1", "Δ vs seed spread", "paper top-1", "paper Δ",

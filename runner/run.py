@@ -384,8 +384,11 @@ def default_out(dataset: str) -> Path:
 
 def status_of(rd: RunDir) -> str:
     if rd.done:
-        return rd.read_result().get("status", "done")
-    if rd.checkpoint.exists():
+        try:
+            return rd.read_result().get("status", "done")
+        except RoadmapError:
+            return "unreadable result.json"
+    if rd.checkpoints():
         epochs = len(rd.read_metrics())
         return "held by another process" if rd.is_locked() else f"partial ({epochs} epochs)"
     return "held by another process" if rd.is_locked() else "to do"
@@ -567,7 +570,10 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
                     atomic_write_json(rd.config, config_for(r, info, str(device), opts))
             decision = broadcast(dist, decision)
             if decision == "done":
-                log(f"{label}: done earlier, reused ({rd.read_result().get('val_top1')} top-1)")
+                if dist.is_main and not rd.config.exists():  # lost; the same (the directory is its hash)
+                    atomic_write_json(rd.config, config_for(r, info, str(device), opts))
+                    log(f"{label}: config.json was missing; written again")
+                log(_reused(rd, label))
                 continue
             if decision == "held":
                 held.append(label)
@@ -583,6 +589,15 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
                 f"diverged at epoch {result['diverged']['epoch']}"
             log(f"{label}: {status}, val top-1 {result['val_top1']}, {result['wall_seconds']:.1f} s")
     return held
+
+
+def _reused(rd: RunDir, label: str) -> str:
+    """What to say of a finished run, which is never trained again (not even when its result.json is damaged:
+    that is left for the user to look at)."""
+    try:
+        return f"{label}: done earlier, reused ({rd.read_result().get('val_top1')} top-1)"
+    except RoadmapError as e:
+        return f"warning: {label}: {e}; kept as it is, not retrained"
 
 
 def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Roadmap, log) -> None:

@@ -1,7 +1,7 @@
 """The result store: one directory per run, named by what produced it, written so nothing is ever lost.
 
-Layout and file formats: docs/records.md. Every write is atomic (temp file + rename) or an append of whole
-lines; a file lock keeps two processes from training the same run.
+Layout and file formats: docs/records.md. Every write is atomic (temp file + rename, reports.files) or an
+append of whole lines; a file lock keeps two processes from training the same run.
 """
 
 from __future__ import annotations
@@ -13,38 +13,29 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from reports import records
+from reports.files import Unreadable, append_line, atomic_write, load_jsonl, remove_stale_temps
 from roadmap.errors import RoadmapError
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees the old file or the new one, never a torn one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_write_bytes(path: Path, data: bytes, what: str = "file", keep: Path | None = None) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the new one, never a torn one (see
+    reports.files.atomic_write: synced, size-checked, a full disk is one line)."""
+    atomic_write(path, data, what, keep)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode(), path.name)
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        message = f"{path} is not valid JSON ({e.msg} at line {e.lineno}); delete it to redo that run"
-        raise RoadmapError(message) from None
+    return records.read_json(path, "delete it to train that run again")
 
 
 def run_id(spec: str, seed: int, identity: dict[str, Any]) -> str:
@@ -60,9 +51,7 @@ def ensure_writable(out: Path) -> Path:
     """Create `out` if needed and check that we can write there (a clear error otherwise)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        tempfile.TemporaryFile(dir=out).close()  # a unique name: two commands may start on one --out
     except OSError as e:
         raise RoadmapError(f"cannot write to --out {str(out)!r} ({e.strerror}); choose a writable directory") from None
     return out
@@ -76,6 +65,7 @@ class RunDir:
         self.config = root / "config.json"
         self.metrics = root / "metrics.jsonl"
         self.checkpoint = root / "checkpoint.pt"
+        self.previous = root / "checkpoint.prev.pt"
         self.weights = root / "model.pt"
         self.result = root / "result.json"
         self.lock_path = root / "lock"
@@ -88,26 +78,33 @@ class RunDir:
         return read_json(self.result)
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics.exists():
-            return []
-        rows = []
-        for line in self.metrics.read_text().splitlines():
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:  # a line torn by a crash: the checkpoint's history is the truth
-                    break
-        return rows
+        """The finished epochs (a torn last line dropped with a warning)."""
+        try:
+            return load_jsonl(self.metrics)
+        except Unreadable as e:
+            raise RoadmapError(f"{e}: delete that line or the file to redo the run") from None
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
-        """Replace metrics.jsonl with `rows` (on resume: the history the checkpoint holds)."""
-        atomic_write_bytes(self.metrics, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        """Replace metrics.jsonl with `rows` (on resume: the history the checkpoint holds, which also drops a
+        line torn by a crash)."""
+        atomic_write_bytes(self.metrics, "".join(json.dumps(r) + "\n" for r in rows).encode(), "metrics")
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.metrics, json.dumps(row), "metrics line")
+
+    def save_checkpoint(self, data: bytes) -> None:
+        """Write checkpoint.pt; the one it replaces stays as checkpoint.prev.pt until the next is on disk."""
+        atomic_write_bytes(self.checkpoint, data, "checkpoint", keep=self.previous)
+
+    def checkpoints(self) -> list[Path]:
+        """The checkpoints to resume from, newest first."""
+        return [p for p in (self.checkpoint, self.previous) if p.exists()]
+
+    def set_aside(self, path: Path) -> Path:
+        """Move an unreadable file out of the way (`<name>.corrupt-<time>`), kept for inspection."""
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        return aside
 
     @contextmanager
     def lock(self) -> Iterator[bool]:
@@ -127,6 +124,7 @@ class RunDir:
                 raise
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
+            remove_stale_temps(self.root)  # left by a holder killed mid-write
             try:
                 yield True
             finally:

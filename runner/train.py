@@ -184,11 +184,12 @@ class CheckpointWriter:
     """Writes each epoch's checkpoint in a background thread, so training goes on while it is serialized and
     written (a ConvNeXt-T checkpoint with AdamW state is ~330 MB: on a GPU that is as long as an epoch of a small
     data set). The state is first copied off the device and out of the tensors training keeps updating; a
-    checkpoint waits for the previous one, and the write is atomic, so a crash leaves the last finished one.
+    checkpoint waits for the previous one, and the write is atomic and keeps the one before (RunDir.save_checkpoint),
+    so a crash or a damaged file leaves a finished one.
     The thread is not a daemon: an interrupted process still finishes the write it started."""
 
-    def __init__(self, path) -> None:
-        self.path = path
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -200,7 +201,7 @@ class CheckpointWriter:
             try:
                 buffer = io.BytesIO()
                 torch.save(snapshot, buffer)
-                atomic_write_bytes(self.path, buffer.getvalue())
+                self.run_dir.save_checkpoint(buffer.getvalue())
             except BaseException as e:  # re-raised in the training thread by wait()
                 self._error = e
 
@@ -244,7 +245,7 @@ def prepare(job: Job) -> Trainer:
         model = build_model(job.design.net, num_classes=job.num_classes).to(dev)
     if channels_last(dev):
         model = model.to(memory_format=torch.channels_last)
-    if job.init_from and not job.run_dir.checkpoint.exists():
+    if job.init_from and not job.run_dir.checkpoints():
         load_pretrained(model, job.init_from, job.log if main else (lambda _: None), job.label)
     if job.dist.active and recipe.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -273,14 +274,14 @@ def prepare(job: Job) -> Trainer:
 def train(job: Job) -> dict[str, Any]:
     """Train `job` to the end of its budget (resuming if a checkpoint exists); write and return result.json."""
     budget, dev, main = job.budget, job.device, job.dist.is_main
+    state = load_checkpoint(job)
     t = prepare(job)
     model, forward_model, opt, sched, mix, ema = t.model, t.forward_model, t.opt, t.sched, t.mix, t.ema
     steps_per_epoch = t.steps_per_epoch
 
     history: list[dict[str, Any]] = []
     start_epoch, updates, wall = 0, 0, 0.0
-    if job.run_dir.checkpoint.exists():
-        state = torch.load(job.run_dir.checkpoint, map_location=dev, weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if ema is not None and state.get("ema") is not None:
@@ -299,7 +300,7 @@ def train(job: Job) -> dict[str, Any]:
         tracker = make_tracker(job.tracker, job.run_dir.root, job.run_dir.root.name, job.design.to_dict())
     diverged = None
     last_eval: dict[str, Any] = {}
-    writer = CheckpointWriter(job.run_dir.checkpoint)
+    writer = CheckpointWriter(job.run_dir)
     try:
         for epoch in range(start_epoch, budget.epochs):
             t0 = time.perf_counter()
@@ -345,8 +346,27 @@ def train(job: Job) -> dict[str, Any]:
             torch.save((ema.module if ema is not None else model).state_dict(), buffer)
             atomic_write_bytes(job.run_dir.weights, buffer.getvalue())
         job.run_dir.checkpoint.unlink(missing_ok=True)
+        job.run_dir.previous.unlink(missing_ok=True)
     barrier(job.dist)
     return result
+
+
+def load_checkpoint(job: Job) -> dict[str, Any] | None:
+    """The state of the newest readable checkpoint, or None (the run starts over). An unreadable one (cut short,
+    empty, not a checkpoint) is moved aside with a one-line warning, and the one before it is tried."""
+    for path in job.run_dir.checkpoints():
+        try:
+            state = torch.load(path, map_location=job.device, weights_only=False)
+            if isinstance(state, dict) and {"model", "optimizer", "epoch", "history"} <= set(state):
+                return state
+            why = "not a training checkpoint"
+        except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if job.dist.is_main:  # the other ranks read the same file and skip it too
+            aside = job.run_dir.set_aside(path)
+            then = "resuming from the one before it" if job.run_dir.checkpoints() else "starting the run over"
+            job.log(f"warning: {job.label}: {path} is unreadable ({why}); moved to {aside.name}, {then}")
+    return None
 
 
 def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, steps, epoch,
