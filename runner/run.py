@@ -399,7 +399,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
     from runner.dist import from_env
 
     device = resolve_device(opts.device)
-    dist = from_env("nccl" if device.type == "cuda" else "gloo")
+    dist = from_env("nccl" if device.type == "cuda" else "gloo", device)  # binds this process to its GPU
     if dist.active and device.type == "cuda":
         device = resolve_device(f"cuda:{dist.local_rank}")
     if not dist.is_main:
