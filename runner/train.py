@@ -107,12 +107,17 @@ def eval_batch_size(batch: int) -> int:
 def rank_batch(job: Job, n_train: int) -> int:
     """The training images each process takes per optimizer step: the global batch (at most the training set, even
     when mixing) over the processes."""
-    recipe, d = job.design.recipe, job.dist
-    batch = min(job.budget.batch_size, n_train)
-    if recipe.mixup > 0 or recipe.cutmix > 0:
-        batch -= batch % (2 * d.world)  # timm's batch mixup needs an even batch on every rank
-    _check_split(batch, d.world)
-    return batch // d.world
+    return split_batch(job.budget.batch_size, n_train, _mixes(job), job.dist.world)
+
+
+def split_batch(batch: int, n_train: int, mixes: bool, world: int) -> int:
+    """Images per process per optimizer step: the global batch, at most the training set, even on every rank when
+    mixing (timm's batch mixup pairs images), split over `world` processes."""
+    batch = min(batch, n_train)
+    if mixes:
+        batch -= batch % (2 * world)
+    _check_split(batch, world)
+    return batch // world
 
 
 def _loaders(job: Job, epoch: int, micro: int | None = None):
@@ -305,7 +310,12 @@ def prepare(job: Job) -> Trainer:
 
 
 def _mixes(job: Job) -> bool:
-    return job.design.recipe.mixup > 0 or job.design.recipe.cutmix > 0
+    return mixes(job.design.recipe)
+
+
+def mixes(recipe) -> bool:
+    """Whether the recipe mixes images (mixup or cutmix)."""
+    return recipe.mixup > 0 or recipe.cutmix > 0
 
 
 def check_micro_batch(micro: int, per_rank: int, mixes: bool) -> None:
@@ -396,6 +406,15 @@ def train(job: Job) -> dict[str, Any]:
     t = prepare(job)
     model, forward_model, opt, sched, mix, ema = t.model, t.forward_model, t.opt, t.sched, t.mix, t.ema
     steps_per_epoch = t.steps_per_epoch
+    if job.micro_batch == "auto" and main and job.run_dir.config.exists():  # record what auto chose
+        import json
+
+        config = json.loads(job.run_dir.config.read_text())
+        if isinstance(config.get("micro_batch"), dict):
+            per_process = config["micro_batch"]["per_process"]
+            chosen = t.micro_batch or per_process
+            config["micro_batch"].update(micro_batch=chosen, accumulation_steps=per_process // chosen)
+            atomic_write_json(job.run_dir.config, config)
 
     history: list[dict[str, Any]] = []
     start_epoch, updates, wall = 0, 0, 0.0
