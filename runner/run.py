@@ -375,6 +375,8 @@ def batch_line(run: PlannedRun, train_size: int, micro: int | str | None, world:
         where = ("the largest divisor of it whose step fits in the GPU's free memory, measured when the run starts"
                  if device.type == "cuda" else f"on {device}: the whole batch in one forward/backward")
         return f"{head}: {rec['per_process']} images{procs}, micro-batch auto ({where})"
+    if rec["accumulation_steps"] == 1:
+        return f"{head}: {rec['per_process']} images in one forward/backward{procs} (micro-batch {micro} >= batch)"
     return (f"{head} = {rec['accumulation_steps']} accumulation step(s) x micro-batch {rec['micro_batch']}{procs}; "
             "the lr follows the batch, BatchNorm sees micro-batch statistics")
 

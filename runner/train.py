@@ -355,7 +355,7 @@ def micro_batch_for(job: Job, model: torch.nn.Module, per_rank: int) -> int | No
         if job.dist.is_main:
             job.log(f"{job.label}: --micro-batch auto: {micro} images per forward/backward, "
                     f"{per_rank // micro} accumulation step(s) per optimizer step")
-    micro = int(micro)
+    micro = min(int(micro), per_rank)  # a micro-batch as large as the batch: the whole batch at once
     check_micro_batch(micro, per_rank, _mixes(job))
     return None if micro >= per_rank else micro
 

@@ -89,3 +89,10 @@ def test_an_odd_micro_batch_with_mixing_is_refused(tmp_path, cli):
     code, _, err = cli("run", "--dataset", "synthetic:train=256,val=64", "--preset", "smoke", "--steps",
                        "convnext_tiny", "--batch-size", "6", "--micro-batch", "3", "--dry-run")
     assert code == 2 and "even micro-batch" in err
+
+
+def test_a_micro_batch_larger_than_the_batch_takes_the_whole_batch(tmp_path, cli):
+    code, text, err = cli("run", *EXACT, "--epochs", "1", "--micro-batch", "64", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    config = json.loads((run_dir(tmp_path / "o") / "config.json").read_text())
+    assert config["micro_batch"]["micro_batch"] == 16 and config["micro_batch"]["accumulation_steps"] == 1
