@@ -34,6 +34,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def micro_batch(text: str) -> int | str:
+    """--micro-batch: a positive whole number or 'auto'."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def _add_format(p: argparse.ArgumentParser) -> None:
     from roadmap.describe import FORMATS
 
@@ -124,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         report=not args.no_report, command=command_line(argv), write_plan=not args.no_plan, only_seed=args.only_seed,
         init_from=args.init_from, tracker=args.log, data_path=args.data_path,
         baselines=[b.strip() for b in (args.baselines or "").split(",") if b.strip()],
-        orders=[parse_order(o) for o in args.order or []],
+        orders=[parse_order(o) for o in args.order or []], micro_batch=args.micro_batch,
     )
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # re-run this command under torchrun
         rest = [a for i, a in enumerate(argv) if a != "--nproc" and (i == 0 or argv[i - 1] != "--nproc")
@@ -184,6 +189,11 @@ def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
     p.add_argument("--same-epochs", action="store_true", help="give the original recipe the same epochs too")
     p.add_argument("--batch-size", type=positive_int, help="global batch; the lr scales linearly with it")
     p.add_argument("--img-size", type=positive_int, help="training resolution (default: the dataset's)")
+    p.add_argument("--micro-batch", type=micro_batch, metavar="N|auto",
+                   help="gradient accumulation: N images per forward/backward on each process, batch/N of them per "
+                   "optimizer step (N must divide the per-process batch; the lr still follows --batch-size); auto: "
+                   "the largest that fits in free GPU memory (on CPU the whole batch). BatchNorm steps then see "
+                   "micro-batch statistics, as in the paper's code (default: the whole batch at once)")
     p.add_argument("--seeds", type=positive_int, help="train each step with seeds 0..N-1 (default: the preset's, "
                    "3 for cpu, 1 otherwise)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:INDEX (default: auto)")

@@ -101,6 +101,34 @@ class BatchNormLast(nn.BatchNorm1d):
         return super().forward(x.reshape(-1, x.shape[-1])).view(x.shape)
 
 
+class SyncBatchNormLast(nn.SyncBatchNorm):
+    """`BatchNormLast` with statistics synchronized over the processes of data-parallel training: SyncBatchNorm over
+    the last dimension of an NHWC tensor (same parameters and buffers, so checkpoints load either way)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).view(x.shape)
+
+
+def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """torch's `SyncBatchNorm.convert_sync_batchnorm`, keeping the channels-last norm: a `BatchNormLast` becomes a
+    `SyncBatchNormLast` (torch's conversion would turn it into a plain SyncBatchNorm, which normalizes the wrong
+    axis of its NHWC input), every other BatchNorm a SyncBatchNorm."""
+    if isinstance(module, BatchNormLast):
+        out = SyncBatchNormLast(module.num_features, module.eps, module.momentum, module.affine,
+                                module.track_running_stats, process_group)
+        out.load_state_dict(module.state_dict())
+        out.to(device=module.running_mean.device if module.running_mean is not None else None)
+        out.train(module.training)
+        return out
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, nn.SyncBatchNorm):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group)
+    for name, child in module.named_children():
+        new = convert_sync_batchnorm(child, process_group)
+        if new is not child:
+            module.add_module(name, new)
+    return module
+
+
 def make_norm_last(kind: Norm, channels: int) -> nn.Module:
     return BatchNormLast(channels) if kind is Norm.BATCH else nn.LayerNorm(channels, eps=1e-6)
 

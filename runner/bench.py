@@ -59,6 +59,27 @@ def sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _allocated(dev: torch.device) -> int:
+    """Bytes allocated on the device now (0 on CPU)."""
+    return torch.cuda.memory_allocated(dev) if dev.type == "cuda" else 0
+
+
+def _reset_peak(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def _peak(dev: torch.device) -> int:
+    """The most bytes allocated since the last `_reset_peak` (0 on CPU)."""
+    return torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else 0
+
+
+def _place(model: nn.Module, dev: torch.device) -> nn.Module:
+    """The model on the device, channels-last on CUDA."""
+    model = model.to(dev)
+    return model.to(memory_format=torch.channels_last) if dev.type == "cuda" else model
+
+
 def _time(fn: Callable[[], None], iters: int, dev: torch.device) -> float:
     sync(dev)
     t0 = time.perf_counter()
@@ -89,23 +110,25 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
     if cuda:
         x = x.contiguous(memory_format=torch.channels_last)
 
+    if cuda:
+        from runner.train import configure_backends
+
+        configure_backends(dev)  # cuDNN autotuning, as `roadmap run` trains
     steps = {}
+    memory: dict[str, float] = {}
     for e in entries:
-        model = e.model.to(dev)
-        if cuda:
-            model = model.to(memory_format=torch.channels_last)
+        # Each model goes to the device in its own turn, and its memory is what its training step adds to what was
+        # there before (the other models' weights and optimizer state are not counted): its weights, gradients,
+        # optimizer state and the step's activations.
+        before = _allocated(dev)
+        _reset_peak(dev)
+        e.model = model = _place(e.model, dev)
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         steps[e.name] = (_train_step(model, opt, x, y, cuda), _eval_step(model, x, cuda))
-
-    memory: dict[str, float] = {}
-    for e in entries:  # warm up (allocations, kernel selection) and read the peak memory of a training step
-        model = e.model.train()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(dev)
+        model.train()  # warm up (allocations, kernel selection) and read the peak memory of a training step
         _time(steps[e.name][0], warmup, dev)
-        if cuda:
-            memory[e.name] = torch.cuda.max_memory_allocated(dev) / 2**30
-        e.model.eval()
+        memory[e.name] = (_peak(dev) - before) / 2**30
+        model.eval()
         _time(steps[e.name][1], 1, dev)
     for r in range(rounds):
         order = entries if r % 2 == 0 else entries[::-1]
@@ -129,7 +152,7 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
         if ref and ref[0] in by_name:
             row["train vs ref"] = round(train / statistics.median(by_name[ref[0]].train), 3)
             row["eval vs ref"] = round(evaluation / statistics.median(by_name[ref[0]].eval), 3)
-        if cuda:
+        if cuda or memory.get(e.name):  # (memory is only measured on CUDA)
             row["GPU GiB"] = round(memory.get(e.name, 0.0), 2)
             if peak:
                 row["MFU %"] = round(mfu_percent(train, e.gflops, peak), 1)

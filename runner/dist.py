@@ -40,14 +40,38 @@ SINGLE = Dist()
 """One process, no collectives."""
 
 
-def from_env(backend: str) -> Dist:
-    """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK); a single process otherwise."""
+def from_env(backend: str, device: torch.device | None = None) -> Dist:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK); a single process otherwise.
+
+    On CUDA every process is bound to its own GPU, cuda:LOCAL_RANK, before the group is created
+    (`torch.cuda.set_device` and `init_process_group(device_id=...)`), so that NCCL's collectives, including the
+    object broadcasts and barriers, run on that GPU rather than all on cuda:0."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
+        bind_device(device)
         return Dist()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        device = torch.device("cuda", local_rank)
+        bind_device(device)
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend=backend)
-    return Dist(torch_dist.get_rank(), torch_dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        torch_dist.init_process_group(backend=backend, **({"device_id": device} if cuda else {}))
+    return Dist(torch_dist.get_rank(), torch_dist.get_world_size(), local_rank)
+
+
+def bind_device(device: torch.device | None) -> None:
+    """Make `device` this process's current CUDA device (nothing on CPU): kernels, streams and collectives
+    without an explicit device then go to it, and no context is opened on cuda:0 by a process meant for cuda:1
+    (a `--launcher gpus` child)."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.set_device(device if device.index is not None else torch.device("cuda", 0))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for `device`'s queued work (nothing to wait for on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def all_reduce_sum(dist: Dist, *tensors: torch.Tensor) -> None:
@@ -72,17 +96,20 @@ def barrier(dist: Dist) -> None:
 
 
 class ShardedPermutation(Sampler[int]):
-    """A seeded random permutation of range(n); rank r of w takes positions r, r + w, r + 2w, ..."""
+    """A seeded random permutation of range(n); rank r of w takes positions r, r + w, r + 2w, ...
+
+    Every rank gets the same number of samples, n // w (the last n % w of the order are left out when w > 1), so
+    every rank runs the same number of steps and no collective waits for a step another rank never takes."""
 
     def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
         self.n, self.seed, self.rank, self.world = n, seed, rank, world
 
     def __iter__(self) -> Iterator[int]:
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed))
-        return iter(order[self.rank::self.world].tolist())
+        return iter(order[self.rank::self.world][: len(self)].tolist())
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world))
+        return self.n // self.world
 
 
 class Shard(Sampler[int]):

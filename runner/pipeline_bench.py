@@ -38,6 +38,23 @@ class Measured:
     warmup_s: float  # the warm-up steps' wall time: compilation, cuDNN autotuning, worker start-up
     warmup_steps: int
     batch: int
+    augment_ms: float | None = None  # the device path's augmentation alone, per training batch (None: DataLoader)
+
+
+def augment_ms_per_batch(loader, dev: torch.device, batches: int = 5) -> float:
+    """Milliseconds per batch of the device path's training batches alone (index, crop, RandAugment, erasing,
+    mixing: everything `DeviceLoader` does), measured apart from the model: the first batch warms up, the next
+    `batches` are timed."""
+    it = iter(loader)
+    next(it)
+    sync(dev)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(min(batches, len(loader) - 1)):
+        next(it)
+        n += 1
+    sync(dev)
+    return 1000 * (time.perf_counter() - t0) / max(n, 1)
 
 
 def _reset_memory(dev: torch.device) -> None:
@@ -86,7 +103,10 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
 
     eval_ips = _timed_eval(full_pass, dev)
     batch = train_loader.batch_size
-    return Measured(stats["images_per_s"], eval_ips, memory, warm, min(warmup, len(train_loader)), batch)
+    augment = None
+    if job.device_data is not None and len(train_loader) > 1:
+        augment = augment_ms_per_batch(_loaders(job, 2)[0], dev)
+    return Measured(stats["images_per_s"], eval_ips, memory, warm, min(warmup, len(train_loader)), batch, augment)
 
 
 def measure_reference(design, budget, splits, num_classes: int, dev: torch.device, workers: int, warmup: int,
@@ -203,6 +223,10 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
             row = {"step": r.spec, f"GFLOPs@{r.budget.img_size}": round(gflops, 3), "batch": ours.batch,
                    "epochs": r.budget.epochs, "train img/s": round(ours.train_ips, 1),
                    "eval img/s": round(ours.eval_ips, 1)}
+            if ours.augment_ms is not None:  # the batched augmentation's share of a training step (device path)
+                step_ms = 1000 * ours.batch / ours.train_ips
+                row.update({"augment ms/batch": round(ours.augment_ms, 2), "step ms": round(step_ms, 2),
+                            "augment % of step": round(100 * ours.augment_ms / step_ms, 1)})
             minutes = _minutes(ours, r.budget, info)
             totals["ours_min"] += minutes
             if reference:

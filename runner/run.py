@@ -72,6 +72,7 @@ class RunOptions:
     data_path: str = "auto"  # auto | loader | device (see runner.gpu_data)
     baselines: list[str] = field(default_factory=list)  # timm model names trained beside the roadmap
     orders: list[list[str]] = field(default_factory=list)  # step orders to train as paths from the start
+    micro_batch: int | str | None = None  # --micro-batch N|auto: gradient accumulation (None: the whole batch)
     command: str = ""
 
 
@@ -300,7 +301,7 @@ def _adapt(design: Design, preset, img_size: int, net_sets: dict, recipe_sets: d
     return design
 
 
-def config_for(run: PlannedRun, info, device: str, opts: RunOptions) -> dict[str, Any]:
+def config_for(run: PlannedRun, info, device: str, opts: RunOptions, world: int = 1) -> dict[str, Any]:
     """config.json: everything needed to reproduce the run and to report on it without the code."""
     regime = get_regime(opts.regime)
     img = run.budget.img_size
@@ -344,7 +345,40 @@ def config_for(run: PlannedRun, info, device: str, opts: RunOptions) -> dict[str
         "packages": package_versions(),
         "command": opts.command,
         "created": _now(),
+        # only when asked for: how each optimizer step is computed (not part of the run's identity, like --nproc)
+        **({"micro_batch": micro_batch_record(run, info.train_size, opts.micro_batch, world)}
+           if opts.micro_batch is not None else {}),
     }
+
+
+def micro_batch_record(run: PlannedRun, train_size: int, micro: int | str | None, world: int = 1) -> dict[str, Any]:
+    """How a step's batch is reached: the global batch, processes, images per process, the micro-batch and the
+    accumulation steps (None for `auto` until the run measures the GPU; then config.json gets the chosen value)."""
+    from runner.train import mixes, split_batch
+
+    per_process = split_batch(run.budget.batch_size, train_size, mixes(run.design.recipe), world)
+    m = None if micro in (None, "auto") else min(int(micro), per_process)
+    return {"requested": micro, "batch": per_process * world, "processes": world, "per_process": per_process,
+            "micro_batch": m if micro != "auto" else None,
+            "accumulation_steps": (per_process // m if m else 1) if micro != "auto" else None}
+
+
+def batch_line(run: PlannedRun, train_size: int, micro: int | str | None, world: int, device) -> str:
+    """One line of the dry run: how the batch of one optimizer step is reached."""
+    rec = micro_batch_record(run, train_size, micro, world)
+    procs = f" on each of {world} processes" if world > 1 else ""
+    head = f"batch {rec['batch']} per optimizer step"
+    if micro is None:
+        return (f"{head}: {rec['per_process']} images in one forward/backward{procs} (--micro-batch N|auto "
+                "accumulates the gradients of smaller micro-batches instead)")
+    if micro == "auto":
+        where = ("the largest divisor of it whose step fits in the GPU's free memory, measured when the run starts"
+                 if device.type == "cuda" else f"on {device}: the whole batch in one forward/backward")
+        return f"{head}: {rec['per_process']} images{procs}, micro-batch auto ({where})"
+    if rec["accumulation_steps"] == 1:
+        return f"{head}: {rec['per_process']} images in one forward/backward{procs} (micro-batch {micro} >= batch)"
+    return (f"{head} = {rec['accumulation_steps']} accumulation step(s) x micro-batch {rec['micro_batch']}{procs}; "
+            "the lr follows the batch, BatchNorm sees micro-batch statistics")
 
 
 def _now() -> str:
@@ -402,7 +436,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
     from runner.dist import from_env
 
     device = resolve_device(opts.device)
-    dist = from_env("nccl" if device.type == "cuda" else "gloo")
+    dist = from_env("nccl" if device.type == "cuda" else "gloo", device)  # binds this process to its GPU
     if dist.active and device.type == "cuda":
         device = resolve_device(f"cuda:{dist.local_rank}")
     if not dist.is_main:
@@ -416,8 +450,15 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
     header = (f"{len(runs)} runs ({len({r.spec for r in runs})} steps x {seeds_of(opts)} seed(s)) on {opts.dataset} "
               f"({info.train_size} train / {info.val_size} val, {info.num_classes} classes), "
               f"{runs[0].budget.img_size} px, preset {preset.name}: {preset.note}, device {device}{procs}")
+    if opts.micro_batch is not None:
+        from runner.train import check_micro_batch, mixes, split_batch
+
+        for r in runs:  # a micro-batch that cannot split a step's batch fails now, not after hours of other steps
+            if opts.micro_batch != "auto":
+                per_process = split_batch(r.budget.batch_size, info.train_size, mixes(r.design.recipe), dist.world)
+                check_micro_batch(min(int(opts.micro_batch), per_process), per_process, mixes(r.design.recipe))
     if opts.dry_run:
-        _print_plan(runs, out, info, header, get_regime(opts.regime), log)
+        _print_plan(runs, out, info, header, get_regime(opts.regime), log, opts.micro_batch, dist.world, device)
         return out
     if dist.is_main:
         ensure_writable(out)
@@ -567,11 +608,11 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
                 elif rd.done:  # finished by another process between our check and the lock
                     decision = "done"
                 elif not rd.config.exists():
-                    atomic_write_json(rd.config, config_for(r, info, str(device), opts))
+                    atomic_write_json(rd.config, config_for(r, info, str(device), opts, dist.world))
             decision = broadcast(dist, decision)
             if decision == "done":
                 if dist.is_main and not rd.config.exists():  # lost; the same (the directory is its hash)
-                    atomic_write_json(rd.config, config_for(r, info, str(device), opts))
+                    atomic_write_json(rd.config, config_for(r, info, str(device), opts, dist.world))
                     log(f"{label}: config.json was missing; written again")
                 log(_reused(rd, label))
                 continue
@@ -583,7 +624,8 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
             job = Job(run_dir=rd, design=r.design, budget=r.budget, seed=r.seed, num_classes=info.num_classes,
                       class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=device,
                       workers=workers, compile=opts.compile, progress=progress, log=log, label=label, dist=dist,
-                      init_from=opts.init_from, tracker=opts.tracker, device_data=device_data, model_name=r.model)
+                      init_from=opts.init_from, tracker=opts.tracker, device_data=device_data, model_name=r.model,
+                      micro_batch=opts.micro_batch)
             result = train(job)
             status = result["status"] if result["status"] != "diverged" else \
                 f"diverged at epoch {result['diverged']['epoch']}"
@@ -600,7 +642,8 @@ def _reused(rd: RunDir, label: str) -> str:
         return f"warning: {label}: {e}; kept as it is, not retrained"
 
 
-def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Roadmap, log) -> None:
+def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Roadmap, log,
+                micro: int | str | None = None, world: int = 1, device=None) -> None:
     import pandas as pd
 
     rows = []
@@ -612,7 +655,11 @@ def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Ro
             "step": r.spec, "seed": r.seed, "GFLOPs@224 (full size)": round(c.gflops_224, 3),
             "params (M, as trained)": round(c.params / 1e6, 3),
             f"GFLOPs@{r.budget.img_size} (as trained)": round(c.gflops_run, 4),
-            "epochs": r.budget.epochs, "batch": r.budget.batch_size, "lr": f"{r.budget.lr:.3g}",
+            "epochs": r.budget.epochs, "batch": r.budget.batch_size,
+            **({"micro-batch": micro_batch_record(r, info.train_size, micro, world)["micro_batch"] or "auto",
+                "accum steps": micro_batch_record(r, info.train_size, micro, world)["accumulation_steps"] or "auto"}
+               if micro is not None else {}),
+            "lr": f"{r.budget.lr:.3g}",
             "train PFLOPs": round(3 * c.gflops_run * images / 1e6, 3),  # forward + backward ~ 3x forward
             "status": status_of(RunDir(out / r.run_id)),
         })
@@ -622,6 +669,11 @@ def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Ro
     log(f"estimated training compute: {total:.3f} PFLOPs (3 x forward GFLOPs x images x epochs); out: {out}")
     for rule in dict.fromkeys(r.budget.epochs_rule for r in runs):
         log(f"budget: {rule}")
+    import torch
+
+    for line in dict.fromkeys(batch_line(r, info.train_size, micro, world, device or torch.device("cpu"))
+                              for r in runs):
+        log(line)
 
 
 def command_line(argv: list[str]) -> str:

@@ -8,6 +8,16 @@ import torch
 os.environ.setdefault("ROADMAP_QUIET", "1")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` need a GPU: skipped here when there is none (`pytest -m cuda` still collects them)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
