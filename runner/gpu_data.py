@@ -864,11 +864,20 @@ class GpuAugment(_Normalizing):
         self.mixup_alpha, self.cutmix_alpha = float(recipe.mixup), float(recipe.cutmix)
         self.switch_prob = 0.5
         self.label_smoothing = float(recipe.label_smoothing)
+        self._compiled: Callable[..., tuple[Tensor, Tensor]] | None = None
 
     @property
     def mixes(self) -> bool:
         """True when targets come out soft (mixup or cutmix on)."""
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+    def compiled(self) -> Callable[..., tuple[Tensor, Tensor]]:
+        """This augmentation as one `torch.compile` graph (`fullgraph`: no graph break, so no host sync; static
+        shapes), compiled once per instance. It takes no generator: dynamo cannot trace a `torch.Generator`, so
+        its draws come from the device's global RNG, which the training loop seeds per (seed, epoch, rank)."""
+        if self._compiled is None:
+            self._compiled = torch.compile(self.__call__, fullgraph=True, dynamic=False)
+        return self._compiled
 
     def __call__(
         self, images_uint8: Tensor, labels: Tensor, generator: torch.Generator | None = None,
@@ -1088,7 +1097,8 @@ class DeviceLoader:
     `world`-th index from position `rank`; with a per-rank `batch_size` of B / world, step k of rank r is then
     the r::world part of step k of one process at batch B (the rule the CPU path's ShardedPermutation follows).
     With `drop_last`, every rank gets the same number of batches. Rank r > 0 draws its augmentation from its own
-    generator, seeded by (seed, epoch, rank).
+    generator, seeded by (seed, epoch, rank). With `compiled`, a GpuAugment runs as one compiled graph
+    (`GpuAugment.compiled`) drawing from the global RNG instead of the generator.
     """
 
     def __init__(
@@ -1102,6 +1112,7 @@ class DeviceLoader:
         epoch: int = 0,
         rank: int = 0,
         world: int = 1,
+        compiled: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -1109,7 +1120,7 @@ class DeviceLoader:
             raise ValueError(f"rank must be in [0, {world}), got {rank}")
         self.data, self.batch_size, self.transform = data, int(batch_size), transform
         self.shuffle, self.drop_last, self.seed, self.epoch = shuffle, drop_last, int(seed), int(epoch)
-        self.rank, self.world = int(rank), int(world)
+        self.rank, self.world, self.compiled = int(rank), int(world), compiled
 
     def _count(self) -> int:
         """How many samples this rank iterates over."""
@@ -1149,7 +1160,9 @@ class DeviceLoader:
             x = self.data.images.index_select(0, idx)
             y = self.data.targets.index_select(0, idx)
             sizes = {} if self.data.sizes is None else {"sizes": self.data.sizes.index_select(0, idx)}
-            if isinstance(self.transform, GpuAugment):
+            if isinstance(self.transform, GpuAugment) and self.compiled:
+                x, y = self.transform.compiled()(x, y, **sizes)
+            elif isinstance(self.transform, GpuAugment):
                 x, y = self.transform(x, y, generator=g, **sizes)
             elif self.transform is not None:
                 x = self.transform(x, **sizes)

@@ -8,6 +8,7 @@ checkpoint repeats the lost epoch exactly (on CPU, same thread count).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import random
@@ -141,16 +142,24 @@ def _loaders(job: Job, epoch: int, micro: int | None = None):
     return train_loader, val_loader
 
 
+@functools.lru_cache(maxsize=2)
+def _augment(recipe, img_size: int, num_classes: int, dev: torch.device):
+    """One GpuAugment per run's recipe, kept across epochs, so that under --compile its graph compiles once."""
+    from runner.gpu_data import GpuAugment
+
+    return GpuAugment(recipe, img_size, num_classes, dev)
+
+
 def _device_loaders(job: Job, epoch: int, micro: int | None = None):
-    from runner.gpu_data import DeviceLoader, GpuAugment, GpuEval
+    from runner.gpu_data import DeviceLoader, GpuEval
 
     recipe, b, dev, d = job.design.recipe, job.budget, job.device, job.dist
     train_data, val_data = job.device_data
     per_rank = micro or rank_batch(job, len(train_data))  # each rank mixes its own part of the batch
-    augment = GpuAugment(recipe, b.img_size, job.num_classes, dev) if recipe.train_augment else GpuEval(
+    augment = _augment(recipe, b.img_size, job.num_classes, dev) if recipe.train_augment else GpuEval(
         recipe, b.img_size, dev)
     common = dict(seed=job.seed, epoch=epoch, rank=d.rank, world=d.world)
-    train = DeviceLoader(train_data, per_rank, augment, shuffle=True, drop_last=True, **common)
+    train = DeviceLoader(train_data, per_rank, augment, shuffle=True, drop_last=True, compiled=job.compile, **common)
     val = DeviceLoader(val_data, max(1, eval_batch_size(b.batch_size) // d.world), GpuEval(recipe, b.img_size, dev),
                        shuffle=False, drop_last=False, **common)
     return train, val

@@ -573,3 +573,36 @@ def test_iteration_code_has_no_host_reads():
         source = inspect.getsource(part)
         for word in (".item(", ".tolist(", ".cpu(", ".numpy(", "nonzero", "bincount", "unique", ".any()", ".all()"):
             assert word not in source, (part, word)
+
+
+@pytest.mark.parametrize("crop", ["random_resized", "pad"])
+def test_the_device_augmentation_traces_to_one_graph_without_host_syncs(crop):
+    """Every stage (crop, flip, RandAugment, erasing, mixing), on a canvas of mixed sizes too: one graph, no
+    break (a host sync such as .item() or data-dependent control flow would break it)."""
+    recipe = replace(MODERN_RECIPE, crop=crop)
+    aug = GpuAugment(recipe, 32, 10, "cpu")
+    x = torch.randint(0, 256, (8, 3, 40, 44), dtype=torch.uint8)
+    sizes = torch.tensor([[40, 44], [33, 40], [40, 30], [36, 36]] * 2)
+    explained = torch._dynamo.explain(aug)(x, torch.arange(8) % 10, sizes=sizes)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+@pytest.mark.slow
+def test_the_compiled_augmentation_is_the_eager_one_under_inductor():
+    """`GpuAugment.compiled` (inductor, static shapes) gives the eager augmentation's output for the same global
+    RNG state (inductor drawing with torch's own generator), and the loader's compiled path yields its batches."""
+    import torch._inductor.config as inductor_config
+
+    torch._dynamo.reset()
+    aug = GpuAugment(MODERN_RECIPE, 32, 10, "cpu")
+    x, y = torch.randint(0, 256, (8, 3, 40, 40), dtype=torch.uint8), torch.arange(8) % 10
+    with inductor_config.patch(fallback_random=True):
+        torch.manual_seed(3)
+        got = aug.compiled()(x, y)
+        torch.manual_seed(3)
+        want = aug(x, y)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        data = DeviceDataset(torch.randint(0, 256, (20, 3, 40, 40), dtype=torch.uint8), torch.arange(20) % 10)
+        loader = DeviceLoader(data, 8, aug, shuffle=True, drop_last=True, seed=0, compiled=True)
+        batches = list(loader)
+    assert len(batches) == 2 and all(b[0].shape == (8, 3, 32, 32) and b[1].shape == (8, 10) for b in batches)
