@@ -117,8 +117,13 @@ class Targets:
         return self.mixup(x, y) if self.mixup is not None else (x, y)
 
 
+def mixes(recipe: Recipe) -> bool:
+    """Whether the recipe mixes images (mixup or cutmix)."""
+    return recipe.mixup > 0 or recipe.cutmix > 0
+
+
 def targets(recipe: Recipe, num_classes: int) -> Targets:
-    if recipe.mixup > 0 or recipe.cutmix > 0:
+    if mixes(recipe):
         mix = Mixup(
             mixup_alpha=recipe.mixup,
             cutmix_alpha=recipe.cutmix,

@@ -354,7 +354,8 @@ def config_for(run: PlannedRun, info, device: str, opts: RunOptions, world: int 
 def micro_batch_record(run: PlannedRun, train_size: int, micro: int | str | None, world: int = 1) -> dict[str, Any]:
     """How a step's batch is reached: the global batch, processes, images per process, the micro-batch and the
     accumulation steps (None for `auto` until the run measures the GPU; then config.json gets the chosen value)."""
-    from runner.train import mixes, split_batch
+    from runner.recipes import mixes
+    from runner.train import split_batch
 
     per_process = split_batch(run.budget.batch_size, train_size, mixes(run.design.recipe), world)
     m = None if micro in (None, "auto") else min(int(micro), per_process)
@@ -450,13 +451,13 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
     header = (f"{len(runs)} runs ({len({r.spec for r in runs})} steps x {seeds_of(opts)} seed(s)) on {opts.dataset} "
               f"({info.train_size} train / {info.val_size} val, {info.num_classes} classes), "
               f"{runs[0].budget.img_size} px, preset {preset.name}: {preset.note}, device {device}{procs}")
-    if opts.micro_batch is not None:
-        from runner.train import check_micro_batch, mixes, split_batch
+    if opts.micro_batch not in (None, "auto"):
+        from runner.recipes import mixes
+        from runner.train import check_micro_batch
 
         for r in runs:  # a micro-batch that cannot split a step's batch fails now, not after hours of other steps
-            if opts.micro_batch != "auto":
-                per_process = split_batch(r.budget.batch_size, info.train_size, mixes(r.design.recipe), dist.world)
-                check_micro_batch(min(int(opts.micro_batch), per_process), per_process, mixes(r.design.recipe))
+            per_process = micro_batch_record(r, info.train_size, opts.micro_batch, dist.world)["per_process"]
+            check_micro_batch(min(int(opts.micro_batch), per_process), per_process, mixes(r.design.recipe))
     if opts.dry_run:
         _print_plan(runs, out, info, header, get_regime(opts.regime), log, opts.micro_batch, dist.world, device)
         return out
@@ -642,8 +643,13 @@ def _reused(rd: RunDir, label: str) -> str:
         return f"warning: {label}: {e}; kept as it is, not retrained"
 
 
+def _micro_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """The dry run's micro-batch columns of one step ("auto" until the run measures the GPU)."""
+    return {"micro-batch": record["micro_batch"] or "auto", "accum steps": record["accumulation_steps"] or "auto"}
+
+
 def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Roadmap, log,
-                micro: int | str | None = None, world: int = 1, device=None) -> None:
+                micro: int | str | None, world: int, device) -> None:
     import pandas as pd
 
     rows = []
@@ -656,9 +662,7 @@ def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Ro
             "params (M, as trained)": round(c.params / 1e6, 3),
             f"GFLOPs@{r.budget.img_size} (as trained)": round(c.gflops_run, 4),
             "epochs": r.budget.epochs, "batch": r.budget.batch_size,
-            **({"micro-batch": micro_batch_record(r, info.train_size, micro, world)["micro_batch"] or "auto",
-                "accum steps": micro_batch_record(r, info.train_size, micro, world)["accumulation_steps"] or "auto"}
-               if micro is not None else {}),
+            **(_micro_columns(micro_batch_record(r, info.train_size, micro, world)) if micro is not None else {}),
             "lr": f"{r.budget.lr:.3g}",
             "train PFLOPs": round(3 * c.gflops_run * images / 1e6, 3),  # forward + backward ~ 3x forward
             "status": status_of(RunDir(out / r.run_id)),
@@ -669,10 +673,7 @@ def _print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Ro
     log(f"estimated training compute: {total:.3f} PFLOPs (3 x forward GFLOPs x images x epochs); out: {out}")
     for rule in dict.fromkeys(r.budget.epochs_rule for r in runs):
         log(f"budget: {rule}")
-    import torch
-
-    for line in dict.fromkeys(batch_line(r, info.train_size, micro, world, device or torch.device("cpu"))
-                              for r in runs):
+    for line in dict.fromkeys(batch_line(r, info.train_size, micro, world, device) for r in runs):
         log(line)
 
 

@@ -108,7 +108,7 @@ def eval_batch_size(batch: int) -> int:
 def rank_batch(job: Job, n_train: int) -> int:
     """The training images each process takes per optimizer step: the global batch (at most the training set, even
     when mixing) over the processes."""
-    return split_batch(job.budget.batch_size, n_train, _mixes(job), job.dist.world)
+    return split_batch(job.budget.batch_size, n_train, recipes.mixes(job.design.recipe), job.dist.world)
 
 
 def split_batch(batch: int, n_train: int, mixes: bool, world: int) -> int:
@@ -319,19 +319,8 @@ def prepare(job: Job) -> Trainer:
     if job.compile:
         forward_model = torch.compile(forward_model)
         eval_model = torch.compile(model) if job.dist.active else forward_model
-    elif not job.dist.active:
-        eval_model = forward_model
     micro = micro_batch_for(job, model, train_loader.batch_size)
     return Trainer(model, forward_model, opt, sched, mix, ema, steps_per_epoch, eval_model, micro)
-
-
-def _mixes(job: Job) -> bool:
-    return mixes(job.design.recipe)
-
-
-def mixes(recipe) -> bool:
-    """Whether the recipe mixes images (mixup or cutmix)."""
-    return recipe.mixup > 0 or recipe.cutmix > 0
 
 
 def check_micro_batch(micro: int, per_rank: int, mixes: bool) -> None:
@@ -372,7 +361,7 @@ def micro_batch_for(job: Job, model: torch.nn.Module, per_rank: int) -> int | No
             job.log(f"{job.label}: --micro-batch auto: {micro} images per forward/backward, "
                     f"{per_rank // micro} accumulation step(s) per optimizer step")
     micro = min(int(micro), per_rank)  # a micro-batch as large as the batch: the whole batch at once
-    check_micro_batch(micro, per_rank, _mixes(job))
+    check_micro_batch(micro, per_rank, recipes.mixes(job.design.recipe))
     return None if micro >= per_rank else micro
 
 
@@ -386,13 +375,13 @@ def _fitting_micro_batch(job: Job, model: torch.nn.Module, per_rank: int, headro
     extra = params * (3 if job.design.recipe.ema else 2)  # AdamW's two moments (+ EMA weights)
     free, _ = torch.cuda.mem_get_info(dev)
     budget = headroom * free - extra
-    mixes = _mixes(job)
+    mixes = recipes.mixes(job.design.recipe)
     candidates = [m for m in range(per_rank, 0, -1) if per_rank % m == 0 and not (mixes and m % 2)]
     chosen = candidates[-1]
     model.train()
     with torch.random.fork_rng(devices=[dev]):
         for m in candidates:
-            x = y = out = None
+            x = out = None
             try:
                 torch.cuda.synchronize(dev)
                 base = torch.cuda.memory_allocated(dev)
@@ -406,7 +395,7 @@ def _fitting_micro_batch(job: Job, model: torch.nn.Module, per_rank: int, headro
             except torch.cuda.OutOfMemoryError:
                 fits = False
             finally:
-                del x, y, out
+                del x, out
                 model.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
             if fits:
