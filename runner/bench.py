@@ -18,6 +18,7 @@ from torch import nn
 
 from roadmap.complexity import count
 from roadmap.model import build_model
+from runner.dist import synchronize
 from steps import canonical, design_for
 
 # Our step -> the reference implementation of the same network
@@ -54,11 +55,6 @@ def mfu_percent(train_images_per_s: float, gflops: float, peak: float) -> float:
     return 100 * train_images_per_s * 3 * 2 * gflops * 1e9 / (peak * 1e12)
 
 
-def sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
 def _allocated(dev: torch.device) -> int:
     """Bytes allocated on the device now (0 on CPU)."""
     return torch.cuda.memory_allocated(dev) if dev.type == "cuda" else 0
@@ -81,11 +77,11 @@ def _place(model: nn.Module, dev: torch.device) -> nn.Module:
 
 
 def _time(fn: Callable[[], None], iters: int, dev: torch.device) -> float:
-    sync(dev)
+    synchronize(dev)
     t0 = time.perf_counter()
     for _ in range(iters):
         fn()
-    sync(dev)
+    synchronize(dev)
     return time.perf_counter() - t0
 
 

@@ -26,8 +26,9 @@ import pandas as pd
 import torch
 
 from roadmap.complexity import count
-from runner.bench import mfu_percent, peak_tflops, sync
+from runner.bench import mfu_percent, peak_tflops
 from runner.budget import IMAGENETTE_SHAPED
+from runner.dist import synchronize
 
 
 @dataclass
@@ -47,13 +48,13 @@ def augment_ms_per_batch(loader, dev: torch.device, batches: int = 5) -> float:
     `batches` are timed."""
     it = iter(loader)
     next(it)
-    sync(dev)
+    synchronize(dev)
     t0 = time.perf_counter()
     n = 0
     for _ in range(min(batches, len(loader) - 1)):
         next(it)
         n += 1
-    sync(dev)
+    synchronize(dev)
     return 1000 * (time.perf_counter() - t0) / max(n, 1)
 
 
@@ -68,10 +69,10 @@ def _peak_memory(dev: torch.device) -> float:
 
 def _timed_eval(evaluate: Callable[[], int], dev: torch.device) -> float:
     """Images/s of one full evaluation pass (`evaluate` returns how many images it saw)."""
-    sync(dev)
+    synchronize(dev)
     t0 = time.perf_counter()
     seen = evaluate()
-    sync(dev)
+    synchronize(dev)
     return seen / (time.perf_counter() - t0)
 
 
@@ -82,11 +83,11 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     dev = job.device
     t = prepare(job)
     train_loader, val_loader = _loaders(job, 0)
-    sync(dev)
+    synchronize(dev)
     t0 = time.perf_counter()
     _, updates, _ = _train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
                                  min(warmup, len(train_loader)), 0)
-    sync(dev)
+    synchronize(dev)
     warm = time.perf_counter() - t0
     train_loader, val_loader = _loaders(job, 1)
     _reset_memory(dev)
@@ -151,15 +152,15 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
                 done += 1
 
     model.train()
-    sync(dev)
+    synchronize(dev)
     t0 = time.perf_counter()
     steps(warmup)  # worker start-up, cuDNN autotuning
-    sync(dev)
+    synchronize(dev)
     warm = time.perf_counter() - t0
     _reset_memory(dev)
     t0 = time.perf_counter()
     steps(iters)
-    sync(dev)
+    synchronize(dev)
     train_ips = iters * batch / (time.perf_counter() - t0)
     memory = _peak_memory(dev) - resident / 2**30
 
