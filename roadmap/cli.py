@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from roadmap.errors import RoadmapError
 
@@ -111,7 +112,7 @@ def cmd_flops(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from runner.run import RunOptions, command_line, parse_order, run
+    from runner.run import RunOptions, command_line, parse_order
 
     steps = [x for x in args.steps.split(",") if x.strip()] if args.steps else None
     if args.steps is not None and not steps:
@@ -136,20 +137,29 @@ def cmd_run(args: argparse.Namespace) -> None:
                 and not a.startswith("--nproc=")]
         raise SystemExit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                           "--nproc_per_node", str(args.nproc), "-m", "roadmap", *rest]))
+    out = _train(args, opts, argv)
+    if out is not None and opts.report and not opts.dry_run:  # the runner trains; the CLI reports
+        from reports import build_report
+
+        print(f"report: {build_report(out)}")
+
+
+def _train(args: argparse.Namespace, opts, argv: list[str]) -> Path | None:
+    """Train with the chosen launcher; the output directory to report on, or None (nothing to report here)."""
+    from runner.run import run
+
     if args.launcher == "local" or args.dry_run:
-        run(opts)
-        return
+        return run(opts)
     if args.nproc > 1:
         raise RoadmapError("--nproc (data-parallel steps) goes with --launcher local")
     from runner import launch
 
     if args.launcher == "gpus":
         gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else []
-        launch.launch_gpus(opts, argv, gpus, args.per_gpu)
-    else:
-        launch.launch_slurm(opts, argv, launch.SlurmOptions(
-            partition=args.partition, account=args.account, gpus_per_job=args.gpus_per_job,
-            cpus_per_job=args.cpus_per_job, time_min=args.time_min, cluster=args.cluster, wait=not args.no_wait))
+        return launch.launch_gpus(opts, argv, gpus, args.per_gpu)
+    return launch.launch_slurm(opts, argv, launch.SlurmOptions(
+        partition=args.partition, account=args.account, gpus_per_job=args.gpus_per_job,
+        cpus_per_job=args.cpus_per_job, time_min=args.time_min, cluster=args.cluster, wait=not args.no_wait))
 
 
 def cmd_ablate(args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""`roadmap run`: plan the runs (steps x seeds), skip what is done, train the rest, write the report.
+"""`roadmap run`: plan the runs (steps x seeds), skip what is done, train the rest (the CLI then reports).
 
 The plan is a list of runs, each keyed by what produced it (see runner.store.run_id). Finished runs are
 reused, unfinished ones resume from their last checkpoint, and runs another process holds are skipped
@@ -37,6 +37,7 @@ from runner.budget import (
 )
 from runner.store import RunDir, atomic_write_json, ensure_writable, run_id
 from steps import Roadmap, get_regime, low_resolution, scaled
+from steps.catalog import steps_upto
 
 
 @dataclass
@@ -93,7 +94,7 @@ class PlannedRun:
 def select_steps(upto: str | None, steps: list[str] | None, branches: bool, regime: Roadmap | None = None,
                  orders: list[list[str]] | None = None, baselines: list[str] | None = None) -> list[str]:
     """The specs to train, in order: an explicit list (`timm:NAME` specs included), or the roadmap up to a step
-    (branches included once the path passes large_kernel, as in the paper's Figure 2, unless `branches` is False);
+    (its branches included as `steps.catalog.steps_upto` says, unless `branches` is False);
     then the nodes of each step order (see `order_specs`), then the baselines as `timm:NAME` specs."""
     r = regime or get_regime("resnet50")
     if steps:
@@ -101,11 +102,7 @@ def select_steps(upto: str | None, steps: list[str] | None, branches: bool, regi
         if len(set(specs)) != len(specs):
             raise RoadmapError("--steps lists a step twice; each spec is trained once per seed")
     else:
-        names = [s.name for s in r.path_to(upto or r.main_path[-1].name)]
-        if branches and "large_kernel" in names:
-            names += [s.name for s in r.steps if s.is_branch and s.name not in names]
-        order = [s.name for s in (*r.steps, *r.extras)]
-        specs = sorted(names, key=order.index)
+        specs = steps_upto(r, upto, branches)
     for steps_in_order in orders or []:
         specs += order_specs(steps_in_order, r)
     specs += [timm_baselines.check(b) for b in baselines or []]
@@ -429,10 +426,11 @@ def status_of(rd: RunDir) -> str:
     return "held by another process" if rd.is_locked() else "to do"
 
 
-def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
-    """Plan, skip what is done, train the rest; returns the output directory.
+def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
+    """Plan, skip what is done, train the rest; returns the output directory, or None on the processes that do not
+    own it (ranks other than 0). The report is the CLI's to write (`runner` never imports `reports`).
 
-    Under torchrun every process runs this; rank 0 alone plans on disk, writes and reports."""
+    Under torchrun every process runs this; rank 0 alone plans on disk and writes."""
     from runner.data import load_dataset
     from runner.dist import from_env
 
@@ -473,11 +471,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path:
     if held:
         log(f"{len(held)} run(s) are being trained by another process: {', '.join(held)}; "
             "run the same command again later to collect them")
-    if opts.report and dist.is_main:
-        from reports import build_report
-
-        log(f"report: {build_report(out)}")
-    return out
+    return out if dist.is_main else None
 
 
 def choose_data_path(mode: str, splits, device, workers: int, log, dist=None, progress: bool = False
