@@ -78,20 +78,20 @@ def _timed_eval(evaluate: Callable[[], int], dev: torch.device) -> float:
 
 def measure_ours(job, warmup: int, iters: int) -> Measured:
     """`roadmap run`'s own training step loop and evaluation on `job` (see runner.train)."""
-    from runner.train import _loaders, _train_epoch, evaluate, prepare
+    from runner.train import evaluate, loaders, prepare, train_epoch
 
     dev = job.device
     t = prepare(job)
-    train_loader, val_loader = _loaders(job, 0)
+    train_loader, val_loader = loaders(job, 0)
     synchronize(dev)
     t0 = time.perf_counter()
-    _, updates, _ = _train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
+    _, updates, _ = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
                                  min(warmup, len(train_loader)), 0)
     synchronize(dev)
     warm = time.perf_counter() - t0
-    train_loader, val_loader = _loaders(job, 1)
+    train_loader, val_loader = loaders(job, 1)
     _reset_memory(dev)
-    stats, _, _ = _train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, updates,
+    stats, _, _ = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, updates,
                                iters, 1)
     memory = _peak_memory(dev)
     eval_model = t.ema.module if t.ema is not None else t.forward_model
@@ -106,7 +106,7 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     batch = train_loader.batch_size
     augment = None
     if job.device_data is not None and len(train_loader) > 1:
-        augment = augment_ms_per_batch(_loaders(job, 2)[0], dev)
+        augment = augment_ms_per_batch(loaders(job, 2)[0], dev)
     return Measured(stats["images_per_s"], eval_ips, memory, warm, min(warmup, len(train_loader)), batch, augment)
 
 

@@ -121,7 +121,7 @@ def split_batch(batch: int, n_train: int, mixes: bool, world: int) -> int:
     return batch // world
 
 
-def _loaders(job: Job, epoch: int, micro: int | None = None):
+def loaders(job: Job, epoch: int, micro: int | None = None):
     """Training batches from a seeded permutation (sharded over ranks), evaluation in order (sharded too).
 
     With `micro`, the training loader yields micro-batches of `micro` images, `rank_batch / micro` of them per
@@ -296,7 +296,7 @@ def prepare(job: Job) -> Trainer:
         from roadmap.model import convert_sync_batchnorm
 
         model = convert_sync_batchnorm(model)
-    train_loader, _ = _loaders(job, 0)
+    train_loader, _ = loaders(job, 0)
     steps_per_epoch = _limit(len(train_loader), budget.train_batches)
     if steps_per_epoch == 0:
         from roadmap.errors import RoadmapError
@@ -448,8 +448,8 @@ def train(job: Job) -> dict[str, Any]:
         for epoch in range(start_epoch, budget.epochs):
             t0 = time.perf_counter()
             seed_everything(rank_seed(epoch_seed(job.seed, epoch), job.dist.rank))
-            train_loader, val_loader = _loaders(job, epoch, t.micro_batch)
-            stats, updates, bad = _train_epoch(
+            train_loader, val_loader = loaders(job, epoch, t.micro_batch)
+            stats, updates, bad = train_epoch(
                 job, forward_model, model, train_loader, opt, sched, mix, ema, updates, steps_per_epoch, epoch,
                 time_first_step=job.compile and epoch == start_epoch, micro=t.micro_batch,
             )
@@ -516,7 +516,7 @@ def load_checkpoint(job: Job) -> dict[str, Any] | None:
     return None
 
 
-def _train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, steps, epoch,
+def train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, steps, epoch,
                  time_first_step: bool = False, micro: int | None = None):
     """One epoch of `steps` optimizer steps; returns (stats, updates, diverged). Host syncs only every `check_every`
     steps on CUDA.

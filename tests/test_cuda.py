@@ -116,7 +116,7 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
     from runner.data import load_dataset
     from runner.run import RunOptions, choose_data_path, plan
     from runner.store import RunDir
-    from runner.train import Job, _loaders, _train_epoch, evaluate, prepare
+    from runner.train import Job, evaluate, loaders, prepare, train_epoch
 
     splits = load_dataset("synthetic:train=256,val=72")
     info = splits.info
@@ -132,8 +132,8 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
         for epoch in range(3):
             if epoch == 1:
                 torch._dynamo.config.error_on_recompile = True
-            train_loader, val_loader = _loaders(job, epoch)
-            stats, updates, bad = _train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix,
+            train_loader, val_loader = loaders(job, epoch)
+            stats, updates, bad = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix,
                                                t.ema, updates, 4, epoch)
             assert not bad
             evaluate(t.eval_model, val_loader, info.num_classes, DEV, len(val_loader))

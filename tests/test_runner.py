@@ -281,7 +281,7 @@ def test_throughput_and_train_accuracy_count_images_not_soft_target_entries(monk
     from runner.recipes import Targets
 
     sched = types.SimpleNamespace(step_update=lambda n: None)
-    stats, updates, bad = train_mod._train_epoch(job, model, model, batches, opt, sched,
+    stats, updates, bad = train_mod.train_epoch(job, model, model, batches, opt, sched,
                                                  Targets(None, SoftTargetCrossEntropy()), None, 0, 5, 0)
     assert stats["images_per_s"] == 40.0 and updates == 5 and not bad
     assert 0.0 <= stats["train_top1"] <= 100.0
@@ -333,5 +333,5 @@ def test_train_top1_under_mixing_counts_the_mixed_images_main_class(monkeypatch)
     sched = types.SimpleNamespace(step_update=lambda n: None)
     mix = Targets(types.SimpleNamespace(), lambda out, target: (out * 0).sum() + w.sum())
     monkeypatch.setattr(Targets, "__call__", lambda self, x, y: swap(x, y))
-    stats, _, _ = train_mod._train_epoch(job, model, model, [(images, labels)] * 3, opt, sched, mix, None, 0, 3, 0)
+    stats, _, _ = train_mod.train_epoch(job, model, model, [(images, labels)] * 3, opt, sched, mix, None, 0, 3, 0)
     assert stats["train_top1"] == 100.0  # the old count compared with the unmixed labels: 0 %
