@@ -111,34 +111,41 @@ def cmd_flops(args: argparse.Namespace) -> None:
 # -------------------------------------------------------------------------------- training and results
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    from runner.run import RunOptions, command_line, parse_order
+def run_options(args: argparse.Namespace, argv: list[str]):
+    """The flags of `roadmap run` (and `ablate`) as the runner's `RunOptions`, checked."""
+    from runner.options import Machine, Output, RunOptions, Selection, Training
+    from runner.run import command_line
+    from runner.selection import parse_order
 
     steps = [x for x in args.steps.split(",") if x.strip()] if args.steps else None
     if args.steps is not None and not steps:
         raise RoadmapError("--steps needs at least one step, e.g. --steps resnet50,convnext_tiny")
     if args.upto and steps:
         raise RoadmapError("use --upto or --steps, not both")
-    argv = sys.argv[1:] if args.argv is None else args.argv
-    opts = RunOptions(
-        dataset=args.dataset, regime=args.regime, upto=args.upto, steps=steps, data_dir=args.data_dir,
-        epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size, seeds=args.seeds, device=args.device,
-        out=args.out,
-        preset=args.preset, sets=args.set, branches=not args.no_branches, dry_run=args.dry_run,
-        same_epochs=args.same_epochs, train_batches=args.train_batches, val_batches=args.val_batches,
-        workers=args.workers, compile=args.compile, progress=False if args.quiet else None,
-        report=not args.no_report, command=command_line(argv), write_plan=not args.no_plan, only_seed=args.only_seed,
-        init_from=args.init_from, tracker=args.log, data_path=args.data_path,
-        baselines=[b.strip() for b in (args.baselines or "").split(",") if b.strip()],
-        orders=[parse_order(o) for o in args.order or []], micro_batch=args.micro_batch,
+    return RunOptions(
+        Selection(dataset=args.dataset, regime=args.regime, upto=args.upto, steps=tuple(steps) if steps else None,
+                  branches=not args.no_branches, orders=tuple(tuple(parse_order(o)) for o in args.order or []),
+                  baselines=tuple(b.strip() for b in (args.baselines or "").split(",") if b.strip()),
+                  seeds=args.seeds, only_seed=args.only_seed),
+        Training(preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size,
+                 same_epochs=args.same_epochs, train_batches=args.train_batches, val_batches=args.val_batches,
+                 sets=tuple(args.set), init_from=args.init_from, micro_batch=args.micro_batch, compile=args.compile),
+        Machine(device=args.device, data_dir=args.data_dir, data_path=args.data_path, workers=args.workers),
+        Output(out=args.out, dry_run=args.dry_run, progress=False if args.quiet else None, report=not args.no_report,
+               write_plan=not args.no_plan, tracker=args.log, command=command_line(argv)),
     )
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    argv = sys.argv[1:] if args.argv is None else args.argv
+    opts = run_options(args, argv)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # re-run this command under torchrun
         rest = [a for i, a in enumerate(argv) if a != "--nproc" and (i == 0 or argv[i - 1] != "--nproc")
                 and not a.startswith("--nproc=")]
         raise SystemExit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                           "--nproc_per_node", str(args.nproc), "-m", "roadmap", *rest]))
     out = _train(args, opts, argv)
-    if out is not None and opts.report and not opts.dry_run:  # the runner trains; the CLI reports
+    if out is not None and opts.output.report and not opts.output.dry_run:  # the runner trains; the CLI reports
         from reports import build_report
 
         print(f"report: {build_report(out)}")
@@ -232,6 +239,13 @@ def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
                    "recipe, data and budget, as reference points in the report (specs timm:NAME)")
     p.add_argument("--log", choices=["tensorboard", "wandb"],
                    help="also log each epoch to TensorBoard or Weights & Biases (imported only when asked for)")
+    _add_scale_out(p)
+    p.add_argument("--only-seed", type=int, help=argparse.SUPPRESS)  # a launcher's child: one seed
+    p.add_argument("--no-plan", action="store_true", help=argparse.SUPPRESS)  # a launcher's child: no plan.json
+
+
+def _add_scale_out(p: argparse.ArgumentParser) -> None:
+    """The launcher options of `run` and `ablate`: data-parallel processes, local GPUs, Slurm."""
     g = p.add_argument_group("scale-out (see the README's multi-GPU and Slurm section)")
     g.add_argument("--nproc", type=positive_int, default=1,
                    help="data-parallel processes per step (runs this command under torchrun; --batch-size is global)")
@@ -247,8 +261,6 @@ def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
     g.add_argument("--time-min", type=positive_int, default=24 * 60, help="Slurm time limit, minutes (default: 1440)")
     g.add_argument("--no-wait", action="store_true", help="submit the Slurm jobs and return")
     g.add_argument("--cluster", choices=["slurm", "local", "debug"], help=argparse.SUPPRESS)
-    p.add_argument("--only-seed", type=int, help=argparse.SUPPRESS)  # a launcher's child: one seed
-    p.add_argument("--no-plan", action="store_true", help=argparse.SUPPRESS)  # a launcher's child: no plan.json
 
 
 def _add_run(sub) -> None:
@@ -292,7 +304,8 @@ def _add_run(sub) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from roadmap.describe import render
-    from runner.run import resolve_device, select_steps
+    from runner.devices import resolve_device
+    from runner.selection import select_steps
 
     dev = resolve_device(args.device)
     specs = select_steps(None, [x for x in args.steps.split(",") if x.strip()] if args.steps else None, True)

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roadmap.errors import RoadmapError
-from runner.run import PlannedRun, RunOptions, default_out, plan, write_plan
+from runner.data import load_dataset
+from runner.options import RunOptions
+from runner.planning import PlannedRun, plan
+from runner.run import default_out
+from runner.run_records import write_plan
 from runner.store import RunDir, ensure_writable
 
 
@@ -60,11 +64,9 @@ def pending(runs: list[PlannedRun], out: Path) -> list[PlannedRun]:
 
 
 def _plan_and_write(opts: RunOptions) -> tuple[list[PlannedRun], Path]:
-    from runner.data import load_dataset
-
-    info = load_dataset(opts.dataset, opts.data_dir).info
-    runs = plan(opts, info.name if not info.synthetic else opts.dataset, info.native_size, info.num_classes)
-    out = ensure_writable(Path(opts.out) if opts.out else default_out(opts.dataset))
+    info = load_dataset(opts.selection.dataset, opts.machine.data_dir).info
+    runs = plan(opts, info.name if not info.synthetic else opts.selection.dataset, info.native_size, info.num_classes)
+    out = ensure_writable(Path(opts.output.out) if opts.output.out else default_out(opts.selection.dataset))
     write_plan(out, runs, opts)
     return runs, out
 

@@ -21,7 +21,7 @@ KNOWN_WRONG_WAY = {
     ("runner.store", "reports.files"),
     ("runner.store", "reports.records"),
     ("runner.baselines", "reports.records"),
-    ("runner.run", "reports.records"),  # BASELINE_SECTION in the config writer
+    ("runner.run_records", "reports.records"),  # BASELINE_SECTION in the config writer (runner/run_records.py)
 }
 
 

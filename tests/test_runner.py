@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from runner.budget import get_preset, make_budget
-from runner.run import select_steps
+from runner.selection import select_steps
 from runner.store import RunDir
 
 SMALL = ["--dataset", "synthetic:train=256,val=64", "--preset", "smoke", "--quiet", "--no-report"]
@@ -102,10 +102,11 @@ def test_a_held_run_is_skipped_not_corrupted(tmp_path, cli):
     args = ["run", *SMALL, "--steps", "resnet50,gelu", "--epochs", "1", "--train-batches", "2", "--val-batches", "1",
             "--out", str(out)]
     cli(*args, "--dry-run")
-    from runner.run import RunOptions, plan
+    from runner.options import RunOptions, Selection, Training
+    from runner.planning import plan
 
-    opts = RunOptions(dataset="synthetic:train=256,val=64", preset="smoke", steps=["resnet50", "gelu"], epochs=1,
-                      train_batches=2, val_batches=1)
+    opts = RunOptions(Selection(dataset="synthetic:train=256,val=64", steps=("resnet50", "gelu")),
+                      Training(preset="smoke", epochs=1, train_batches=2, val_batches=1))
     runs = plan(opts, "synthetic:train=256,val=64", 32, 10)
     held = RunDir(out / runs[0].run_id)
     with held.lock() as mine:
@@ -266,7 +267,7 @@ def test_throughput_and_train_accuracy_count_images_not_soft_target_entries(monk
 
     import torch
 
-    from runner import train as train_mod
+    from runner import loop as train_mod
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
@@ -312,7 +313,7 @@ def test_train_top1_under_mixing_counts_the_mixed_images_main_class(monkeypatch)
 
     import torch
 
-    from runner import train as train_mod
+    from runner import loop as train_mod
     from runner.recipes import Targets
 
     def swap(x, y):  # a "mix" with lambda = 0: every image becomes its partner's (timm pairs i with B-1-i)
