@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from roadmap.errors import RoadmapError
+from runner.device_data import DeviceDataset
 from runner.dist import SINGLE, broadcast
-from runner.gpu_data import DeviceDataset
 
 
 def resolve_device(name: str) -> torch.device:

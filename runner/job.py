@@ -36,7 +36,7 @@ class Job:
     dist: Dist = SINGLE
     init_from: str | None = None  # weights to start from (fine-tuning)
     tracker: str | None = None  # "tensorboard" or "wandb": mirror each epoch's metrics there
-    device_data: tuple[Any, Any] | None = None  # (train, val) DeviceDatasets: augment on the device (gpu_data)
+    device_data: tuple[Any, Any] | None = None  # (train, val) DeviceDatasets: augment on the device (device_data)
     model_name: str | None = None  # a timm baseline: this model instead of the design's network
     micro_batch: int | str | None = None  # images per forward/backward on each process (gradient accumulation);
 

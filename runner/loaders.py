@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 from runner import recipes
 from runner.batching import split_batch
 from runner.budget import Budget
+from runner.device_data import DeviceLoader, GpuAugment, GpuEval
 from runner.dist import Shard, ShardedPermutation
-from runner.gpu_data import DeviceLoader, GpuAugment, GpuEval
 from runner.job import Job
 from runner.seeding import epoch_seed
 
