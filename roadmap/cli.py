@@ -1,18 +1,36 @@
 """The `roadmap` command: look at the roadmap, train it, report on it.
 
 Every mistake a user can make ends in one line on stderr and exit code 2, never a traceback.
+
+The CLI is the one layer that knows every package. What looking needs (the description, the catalog, the
+options) is imported here; training (`runner.run`, torch) and reporting (`reports`, matplotlib) are imported by
+the commands that use them, so `roadmap steps|show|diff|flops` never load torch or timm.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from roadmap.describe import (
+    FORMATS,
+    diff_table,
+    fields_table,
+    flops_table,
+    render,
+    stage_table,
+    step_header,
+    steps_table,
+)
 from roadmap.errors import RoadmapError
+from runner.budget import IMAGENETTE_SHAPED, PRESETS
+from runner.options import Machine, Output, RunOptions, Selection, Training
+from steps import REGIMES, get_regime
 
 EPILOG = "Step names: see `roadmap steps`. Specs: STEP, STEP-LEFT_OUT, STEP+APPLIED_AFTER (e.g. convnext_tiny-gelu)."
 
@@ -41,14 +59,10 @@ def micro_batch(text: str) -> int | str:
 
 
 def _add_format(p: argparse.ArgumentParser) -> None:
-    from roadmap.describe import FORMATS
-
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
 
 
 def _add_regime(p: argparse.ArgumentParser) -> None:
-    from steps import REGIMES
-
     p.add_argument("--regime", default="resnet50", choices=list(REGIMES),
                    help="the paper's ResNet-50 roadmap (Figure 2, default) or its ResNet-200 one (Appendix C)")
 
@@ -62,15 +76,10 @@ def _add_size(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_steps(args: argparse.Namespace) -> None:
-    from roadmap.describe import render, steps_table
-
     print(render(steps_table(args.regime), args.format))
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from roadmap.describe import fields_table, render, stage_table, step_header
-    from steps import get_regime
-
     design = get_regime(args.regime).design_for(args.step)
     header, stages = step_header(args.step, args.regime), stage_table(design, args.img_size, args.num_classes)
     print(header, end="\n\n")
@@ -82,8 +91,6 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> None:
-    from roadmap.describe import diff_table, render
-
     changed, delta = diff_table(args.step_a, args.step_b, args.img_size, args.regime)
     if changed.empty:
         print(f"{args.step_a} and {args.step_b} describe the same design")
@@ -94,8 +101,6 @@ def cmd_diff(args: argparse.Namespace) -> None:
 
 
 def cmd_flops(args: argparse.Namespace) -> None:
-    from roadmap.describe import flops_table, render
-
     df = flops_table(args.img_size, args.num_classes, args.regime)
     if args.img_size != 224:
         df["paper_gflops"] = None  # the paper's numbers are at 224 px
@@ -111,10 +116,13 @@ def cmd_flops(args: argparse.Namespace) -> None:
 # -------------------------------------------------------------------------------- training and results
 
 
+def command_line(argv: list[str]) -> str:
+    """The command as a user would type it again (recorded in plan.json and config.json)."""
+    return "roadmap " + " ".join(shlex.quote(a) for a in argv)
+
+
 def run_options(args: argparse.Namespace, argv: list[str]):
     """The flags of `roadmap run` (and `ablate`) as the runner's `RunOptions`, checked."""
-    from runner.options import Machine, Output, RunOptions, Selection, Training
-    from runner.run import command_line
     from runner.selection import parse_order
 
     steps = [x for x in args.steps.split(",") if x.strip()] if args.steps else None
@@ -170,8 +178,6 @@ def _train(args: argparse.Namespace, opts, argv: list[str]) -> Path | None:
 
 
 def cmd_ablate(args: argparse.Namespace) -> None:
-    from steps import get_regime
-
     regime = get_regime(args.regime)
     final = regime.get_step(args.final).name
     path = regime.path_to(final)
@@ -194,7 +200,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(build_report(args.dir, classes_step=args.classes))
 
 
-def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     """The options `run` and `ablate` share."""
     p.add_argument("--dataset", default="fashion-mnist",
                    help="imagenette[-320|-full], imagewoof[...], cifar10, cifar100, tiny-imagenet, fashion-mnist, "
@@ -264,8 +270,6 @@ def _add_scale_out(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run(sub) -> None:
-    from runner.budget import PRESETS
-
     p = sub.add_parser(
         "run", help="train the roadmap (every step up to --upto) and write the report", epilog=EPILOG,
         description="Train every model of the roadmap up to a step, one after another. Finished runs are reused, "
@@ -277,7 +281,7 @@ def _add_run(sub) -> None:
                    help="also train the path that applies these steps one at a time, in this order, from resnet50 "
                    "(e.g. --order gelu,layer_norm,patchify_stem); repeat for more orders; the report compares the "
                    "paths on the accuracy-GFLOPs plot")
-    _add_run_options(p, PRESETS)
+    _add_run_options(p)
     p.set_defaults(func=cmd_run, argv=None)
 
     p = sub.add_parser(
@@ -288,7 +292,7 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--final", default="separate_downsampling", metavar="STEP",
                    help="the model to ablate (default: separate_downsampling = convnext_tiny)")
-    _add_run_options(p, PRESETS)
+    _add_run_options(p)
     p.set_defaults(func=cmd_ablate, argv=None, upto=None, steps=None, order=None)
 
     p = sub.add_parser("results", help="the table of a result directory")
@@ -303,7 +307,6 @@ def _add_run(sub) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from roadmap.describe import render
     from runner.devices import resolve_device
     from runner.selection import select_steps
 
@@ -338,7 +341,6 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _bench_models(args: argparse.Namespace, dev, specs: list[str], log) -> None:
-    from roadmap.describe import render
     from runner.bench import bench, projected_minutes
 
     img, batch, iters = args.img_size or 224, args.batch_size or 32, args.iters or 5
@@ -353,8 +355,6 @@ def _bench_models(args: argparse.Namespace, dev, specs: list[str], log) -> None:
 
 
 def _add_bench(sub) -> None:
-    from runner.budget import IMAGENETTE_SHAPED, PRESETS
-
     p = sub.add_parser(
         "bench", help="training/eval images/s per step: our pipeline beside a plain timm-style loop",
         description="A benchmark, not a test. Per step: training and evaluation images/s of `roadmap run`'s own "

@@ -12,7 +12,6 @@ runner.train (one run).
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -55,11 +54,6 @@ def default_out(dataset: str) -> Path:
     """runs/<dataset>, the data set's name made safe for a path."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
     return Path("runs") / safe
-
-
-def command_line(argv: list[str]) -> str:
-    """The command as a user would type it again (recorded in plan.json and config.json)."""
-    return "roadmap " + " ".join(shlex.quote(a) for a in argv)
 
 
 def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
