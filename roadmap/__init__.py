@@ -9,6 +9,9 @@
 `import roadmap` imports neither torch nor timm: the names below load their module on first use (PEP 562), so
 looking at the roadmap (`roadmap flops`, `show`, `diff`, `steps`) never pays for torch. The timm entry points are
 registered by importing `roadmap.timm_models`, never as a side effect of `import roadmap`.
+
+Params and GFLOPs: `roadmap.complexity.count(net, img_size)`. (The old alias `roadmap.complexity` for `count` is
+gone: with lazy attributes the submodule of that name, once imported by anyone, would replace it.)
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Network": ("roadmap.design", "Network"),
     "Recipe": ("roadmap.design", "Recipe"),
     "RoadmapError": ("roadmap.errors", "RoadmapError"),
-    "complexity": ("roadmap.complexity", "count"),
     "RoadmapNet": ("roadmap.model", "RoadmapNet"),
     "build_model": ("roadmap.model", "build_model"),
     "ROADMAP": ("steps", "ROADMAP"),
