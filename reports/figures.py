@@ -21,8 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import Bbox
 
-from reports.files import atomic_write
 from reports.table import spearman
+from roadmap.files import atomic_write
 
 DPI = 110
 FIGURES = ("fig_roadmap.png", "fig_acc_vs_flops.png", "fig_curves.png", "fig_delta.png")
