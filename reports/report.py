@@ -151,7 +151,7 @@ def _ratio_verdict(present: pd.DataFrame) -> str:
             f"ratio {e_orig / e_mod:.2f}, the paper's 90:300 = 0.30 → {kept}{how}.")
 
 
-def _header(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
+def header_lines(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
     """Title and 'what was run', from plan.json and the configs of the counted runs."""
     present = runs[runs["status"] != "missing"]
     dataset = ", ".join(_distinct(present["dataset"])) or "?"
@@ -424,7 +424,7 @@ def _orders_section(summary: pd.DataFrame, paths: list[figures.StepOrder]) -> li
     return lines
 
 
-def _excluded(runs: pd.DataFrame) -> list[str]:
+def excluded_lines(runs: pd.DataFrame) -> list[str]:
     """Run directories present but left out of the summary, and why."""
     left = runs[~runs["counted"].astype(bool)]
     if not len(left):
@@ -457,7 +457,7 @@ def build_report(out_dir: str | Path, classes_step: str | None = None) -> Path:
     marked = summary.assign(label=[f"{label} {UNDERFIT_MARK}" if step in {c.step for c in underfit} else label
                                    for step, label in zip(summary["step"], summary["label"], strict=True)])
     cells, footnotes = display_frame(marked, "markdown")
-    lines = _header(counted, plan)
+    lines = header_lines(counted, plan)
     at = lines.index(next(line for line in lines if line.startswith("# ")))  # after a pipeline-check warning
     lines[at:at] = convergence_warning(underfit, counted)
     lines += ["## Results per step", "", to_markdown(cells), ""]
@@ -479,7 +479,7 @@ def build_report(out_dir: str | Path, classes_step: str | None = None) -> Path:
     lines += _leave_one_out(summary) + _reference_models(summary) + _orders_section(summary, orders)
     if chosen is not None:
         lines += _per_class(counted, chosen)
-    lines += _excluded(runs)
+    lines += excluded_lines(runs)
     text = "\n".join(lines).rstrip("\n") + "\n"
     path = out / "report.md"
     atomic_write(path, text.encode(), "report")

@@ -105,12 +105,12 @@ class RunDir:
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Replace metrics.jsonl with `rows` (on resume: the history the checkpoint holds, which also drops a
         line torn by a crash); each row as a roadmap.schema.EpochMetrics."""
-        lines = "".join(EpochMetrics.from_dict(r).to_line() + "\n" for r in rows)
+        lines = "".join(EpochMetrics(**r).to_line() + "\n" for r in rows)
         atomic_write_bytes(self.metrics, lines.encode(), "metrics")
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         """Append one finished epoch (a roadmap.schema.EpochMetrics as a dict) to metrics.jsonl."""
-        append_line(self.metrics, EpochMetrics.from_dict(row).to_line(), "metrics line")
+        append_line(self.metrics, EpochMetrics(**row).to_line(), "metrics line")
 
     def save_checkpoint(self, data: bytes) -> None:
         """Write checkpoint.pt; the one it replaces stays as checkpoint.prev.pt until the next is on disk."""

@@ -24,7 +24,7 @@ import pytest
 
 from reports import build_report, load_runs, results_table, summarize
 from reports.figures import FIGURES
-from reports.report import _excluded, _header, pipeline_check_only
+from reports.report import excluded_lines, header_lines, pipeline_check_only
 from roadmap.errors import RoadmapError
 from roadmap.schema import (
     CONFIG,
@@ -400,7 +400,7 @@ def test_runs_outside_the_plan_are_listed_not_counted(built, tmp_path):
     runs = load_runs(copy)
     assert not runs.set_index("run_id").loc[stale.name, "counted"]
     assert summarize(runs).set_index("step").loc["gelu", "n"] == 2
-    assert f"- `{stale.name}` (done): not in plan.json (an earlier plan)" in _excluded(runs)
+    assert f"- `{stale.name}` (done): not in plan.json (an earlier plan)" in excluded_lines(runs)
 
 
 def test_plan_with_nothing_started_yet(built, tmp_path):
@@ -426,9 +426,9 @@ def test_single_seed_says_spread_unknown(tmp_path):
 def test_warning_line_only_for_smoke_or_synthetic(tmp_path):
     real = load_runs(write_fixture(tmp_path / "real", preset="short"))
     assert not pipeline_check_only(real)
-    assert _header(real, None)[0].startswith("# ConvNeXt roadmap on fashion-mnist")
+    assert header_lines(real, None)[0].startswith("# ConvNeXt roadmap on fashion-mnist")
     synthetic = load_runs(write_fixture(tmp_path / "synthetic", preset="short", synthetic=True))
-    first = _header(synthetic, None)[0]
+    first = header_lines(synthetic, None)[0]
     assert "mean nothing" in first and "synthetic" in first
 
 
