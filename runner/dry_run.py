@@ -19,7 +19,7 @@ def status_of(rd: RunDir) -> str:
     """A run's state on disk: its result's status, partial (epochs done), held by another process, or to do."""
     if rd.done:
         try:
-            return rd.read_result().get("status", "done")
+            return rd.read_result().status
         except RoadmapError:
             return "unreadable result.json"
     if rd.checkpoints():

@@ -32,7 +32,7 @@ from runner.options import RunOptions
 from runner.planning import PlannedRun, plan, seeds_of
 from runner.recipes import mixes
 from runner.run_records import config_for, write_plan
-from runner.store import RunDir, atomic_write_json, ensure_writable
+from runner.store import RunDir, ensure_writable
 from runner.train import Job, train
 from steps import get_regime
 
@@ -157,7 +157,7 @@ def _decide(s: Session, r: PlannedRun, rd: RunDir, stack: ExitStack) -> str:
 
 
 def _write_config(s: Session, r: PlannedRun, rd: RunDir) -> None:
-    atomic_write_json(rd.config, config_for(r, s.splits.info, str(s.device), s.opts, s.dist.world))
+    rd.write_config(config_for(r, s.splits.info, str(s.device), s.opts, s.dist.world))
 
 
 def _job(s: Session, r: PlannedRun, rd: RunDir, label: str, workers: int, device_data) -> Job:
@@ -173,6 +173,6 @@ def _reused(rd: RunDir, label: str) -> str:
     """What to say of a finished run, which is never trained again (not even when its result.json is damaged:
     that is left for the user to look at)."""
     try:
-        return f"{label}: done earlier, reused ({rd.read_result().get('val_top1')} top-1)"
+        return f"{label}: done earlier, reused ({rd.read_result().val_top1} top-1)"
     except RoadmapError as e:
         return f"warning: {label}: {e}; kept as it is, not retrained"

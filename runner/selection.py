@@ -3,14 +3,16 @@ the nodes of step orders (`--order`), and timm baselines (`--baselines`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from roadmap.errors import RoadmapError
 from runner import baselines as timm_baselines
 from steps import Roadmap, get_regime
 from steps.catalog import steps_upto
 
 
-def select_steps(upto: str | None, steps: list[str] | None, branches: bool, regime: Roadmap | None = None,
-                 orders: list[list[str]] | None = None, baselines: list[str] | None = None) -> list[str]:
+def select_steps(upto: str | None, steps: Sequence[str] | None, branches: bool, regime: Roadmap | None = None,
+                 orders: Sequence[Sequence[str]] | None = None, baselines: Sequence[str] | None = None) -> list[str]:
     """The specs to train, in order: an explicit list (`timm:NAME` specs included), or the roadmap up to a step
     (its branches included as `steps.catalog.steps_upto` says, unless `branches` is False);
     then the nodes of each step order (see `order_specs`), then the baselines as `timm:NAME` specs."""
@@ -27,7 +29,7 @@ def select_steps(upto: str | None, steps: list[str] | None, branches: bool, regi
     return list(dict.fromkeys(specs))
 
 
-def order_specs(order: list[str], regime: Roadmap) -> list[str]:
+def order_specs(order: Sequence[str], regime: Roadmap) -> list[str]:
     """The nodes of the path that applies `order`'s steps one at a time to the regime's starting model:
     `resnet50`, `resnet50+a`, `resnet50+a+b`, ... A node whose design equals a main-path step's design takes
     that step's name (the same model, trained once): e.g. applying training_recipe first reaches the paper's
@@ -42,7 +44,7 @@ def order_specs(order: list[str], regime: Roadmap) -> list[str]:
     return specs
 
 
-def order_steps(order: list[str], regime: Roadmap) -> list[str]:
+def order_steps(order: Sequence[str], regime: Roadmap) -> list[str]:
     """The step names of an `--order` (aliases resolved, a leading start step dropped), checked: at least one
     step, none twice, the start step only first."""
     start = regime.main_path[0].name

@@ -11,20 +11,20 @@ batches), runner.loop (one epoch, evaluation); this module runs the epochs and w
 from __future__ import annotations
 
 import io
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
+from roadmap.schema import ClassScore, Diverged, EpochMetrics, RunResult
 from runner.checkpoint import CheckpointWriter, load_checkpoint
 from runner.dist import barrier
 from runner.job import Job
 from runner.loaders import limit_batches, loaders, val_batches_at
 from runner.loop import evaluate, per_class, train_epoch
 from runner.seeding import epoch_seed, rank_seed, seed_everything
-from runner.store import atomic_write_bytes, atomic_write_json
+from runner.store import atomic_write_bytes
 from runner.tracking import Tracker, make_tracker
 from runner.trainer import Trainer, prepare
 
@@ -64,19 +64,19 @@ def train(job: Job) -> dict[str, Any]:
     if main:
         _write_result(job, t, result, p.diverged is None)
     barrier(job.dist)
-    return result
+    return result.to_dict()
 
 
 def _record_micro_batch(job: Job, t: Trainer) -> None:
     """With --micro-batch auto, config.json gets the micro-batch the run chose."""
     if job.micro_batch != "auto" or not job.run_dir.config.exists():
         return
-    config = json.loads(job.run_dir.config.read_text())
-    if isinstance(config.get("micro_batch"), dict):
-        per_process = config["micro_batch"]["per_process"]
+    config = job.run_dir.read_config()
+    if config.micro_batch is not None:
+        per_process = config.micro_batch["per_process"]
         chosen = t.micro_batch or per_process
-        config["micro_batch"].update(micro_batch=chosen, accumulation_steps=per_process // chosen)
-        atomic_write_json(job.run_dir.config, config)
+        micro = dict(config.micro_batch, micro_batch=chosen, accumulation_steps=per_process // chosen)
+        job.run_dir.write_config(replace(config, micro_batch=micro))
 
 
 def _resume(job: Job, t: Trainer, state: dict[str, Any] | None) -> Progress:
@@ -120,10 +120,11 @@ def _epoch(job: Job, t: Trainer, p: Progress, epoch: int, writer: CheckpointWrit
                            time_first_batch=first_eval)
     seconds = time.perf_counter() - t0
     p.wall += seconds
-    row = {"epoch": epoch + 1, **stats, **{k: p.last_eval[k] for k in ("val_loss", "val_top1", "val_top5")},
-           "lr": lr, "seconds": round(seconds, 3)}
-    if first_eval:
-        row["eval_compile_seconds"] = round(p.last_eval["first_batch_seconds"], 3)
+    row = EpochMetrics(
+        epoch=epoch + 1, **stats, **{k: p.last_eval[k] for k in ("val_loss", "val_top1", "val_top5")}, lr=lr,
+        seconds=round(seconds, 3),
+        eval_compile_seconds=round(p.last_eval["first_batch_seconds"], 3) if first_eval else None,
+    ).to_dict()
     p.history.append(row)
     if main:
         _record_epoch(job, t, p, row, writer, tracker)
@@ -144,10 +145,10 @@ def _record_epoch(job: Job, t: Trainer, p: Progress, row: dict[str, Any], writer
                 f"val top-1 {row['val_top1']:.2f} ({row['images_per_s']:.0f} img/s)")
 
 
-def _write_result(job: Job, t: Trainer, result: dict[str, Any], finished: bool) -> None:
+def _write_result(job: Job, t: Trainer, result: RunResult, finished: bool) -> None:
     """result.json, the final weights (EMA's when the recipe keeps one; none for a diverged run), and the
     checkpoints removed."""
-    atomic_write_json(job.run_dir.result, result)
+    job.run_dir.write_result(result)
     if finished:
         buffer = io.BytesIO()
         torch.save((t.ema.module if t.ema is not None else t.model).state_dict(), buffer)
@@ -156,21 +157,22 @@ def _write_result(job: Job, t: Trainer, result: dict[str, Any], finished: bool) 
     job.run_dir.previous.unlink(missing_ok=True)
 
 
-def _result(job: Job, history, last_eval, diverged, wall) -> dict[str, Any]:
+def _result(job: Job, history, last_eval, diverged, wall) -> RunResult:
     last = history[-1] if history else {}
-    return {
-        "status": "diverged" if diverged else "done",
-        "epochs": len(history),
-        "val_top1": last.get("val_top1"),
-        "val_top5": last.get("val_top5"),
-        "train_top1": last.get("train_top1"),
-        "best_val_top1": max((r["val_top1"] for r in history), default=None),
-        "wall_seconds": round(wall, 3),
-        "images_per_s": round(sum(r["images_per_s"] for r in history) / len(history), 2) if history else None,
-        "compile_seconds": round(sum(r.get("compile_seconds", 0.0) for r in history), 3) if job.compile else None,
-        **({"eval_compile_seconds": round(sum(r.get("eval_compile_seconds", 0.0) for r in history), 3)}
-           if job.compile else {}),
-        "diverged": diverged,
-        "per_class": per_class(last_eval["confusion"], job.class_names) if last_eval else [],
-    }
+    return RunResult(
+        status="diverged" if diverged else "done",
+        epochs=len(history),
+        val_top1=last.get("val_top1"),
+        val_top5=last.get("val_top5"),
+        train_top1=last.get("train_top1"),
+        best_val_top1=max((r["val_top1"] for r in history), default=None),
+        wall_seconds=round(wall, 3),
+        images_per_s=round(sum(r["images_per_s"] for r in history) / len(history), 2) if history else None,
+        compile_seconds=round(sum(r.get("compile_seconds") or 0.0 for r in history), 3) if job.compile else None,
+        eval_compile_seconds=round(sum(r.get("eval_compile_seconds") or 0.0 for r in history), 3)
+        if job.compile else None,
+        diverged=Diverged(**diverged) if diverged else None,
+        per_class=[ClassScore.from_dict(c) for c in per_class(last_eval["confusion"], job.class_names)]
+        if last_eval else [],
+    )
 
