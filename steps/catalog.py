@@ -186,7 +186,8 @@ canonical = RESNET50_REGIME.canonical
 
 def alternative_to(regime: Roadmap, branch: Step) -> Step | None:
     """The main-path step a branch stands beside: the one right after its `branch_of` (for the kernel sweep's
-    kernel_5/9/11, large_kernel, the kernel the paper adopts). None for a main-path step."""
+    kernel_5/9/11, large_kernel, the kernel the paper adopts). None for a main-path step, and for a branch of the
+    last step (such a branch is trained when named, e.g. `--steps convnext_tiny,squeeze_excite`)."""
     if not branch.is_branch:
         return None
     names = [s.name for s in regime.main_path]

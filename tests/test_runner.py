@@ -14,6 +14,7 @@ import pytest
 from runner.budget import get_preset, make_budget
 from runner.selection import select_steps
 from runner.store import RunDir
+from steps import ROADMAP, STEPS
 
 SMALL = ["--dataset", "synthetic:train=256,val=64", "--preset", "smoke", "--quiet", "--no-report"]
 
@@ -31,10 +32,29 @@ def test_select_steps():
     upto_kernel = select_steps("large_kernel", None, True)
     assert upto_kernel[-5:] == ["move_up_dwconv", "kernel_5", "large_kernel", "kernel_9", "kernel_11"]
     assert "kernel_5" not in select_steps("large_kernel", None, False)
-    assert len(select_steps(None, None, True)) == 17
+    assert len(select_steps(None, None, True)) == len(ROADMAP)  # the whole roadmap, branches included
     assert select_steps("kernel_9", None, False)[-2:] == ["move_up_dwconv", "kernel_9"]
     assert select_steps(None, ["micro_design", "convnext_tiny-gelu"], True) == [
         "separate_downsampling", "separate_downsampling-gelu"]
+
+
+def test_branches_come_with_the_step_they_stand_beside():
+    """The branch rule is the catalog's data, not a name in the runner: a branch trains with `--upto` once the
+    main-path step after its `branch_of` (its alternative) is on the path; a branch of the last step has none and
+    trains when named."""
+    import dataclasses
+
+    from steps.catalog import RESNET50_REGIME, Roadmap, alternative_to, steps_upto
+
+    r = RESNET50_REGIME
+    assert alternative_to(r, STEPS["kernel_5"]).name == "large_kernel" and alternative_to(r, STEPS["gelu"]) is None
+    assert "kernel_5" not in steps_upto(r, "move_up_dwconv") and "kernel_5" in steps_upto(r, "large_kernel")
+    early = dataclasses.replace(STEPS["gelu"], name="early_gelu", branch_of="training_recipe")
+    late = dataclasses.replace(STEPS["gelu"], name="late_gelu", branch_of="separate_downsampling")
+    regime = Roadmap("test", (*r.steps, early, late), r.start, {})
+    assert "early_gelu" not in steps_upto(regime, "training_recipe")
+    assert "early_gelu" in steps_upto(regime, "stage_ratio") and "late_gelu" not in steps_upto(regime)
+    assert select_steps(None, ["late_gelu"], True, regime) == ["late_gelu"]
 
 
 def test_budget_rules():
