@@ -490,8 +490,8 @@ def choose_data_path(mode: str, splits, device, workers: int, log, dist=None, pr
     DataLoader, which is faster there (docs/bench-cpu.md). Under DDP rank 0 decides and every process holds the
     whole set on its own device, taking its share of each batch. loader: always the DataLoader; device: the
     device path, whatever its size (on CPU too)."""
+    from runner.device_data import DeviceDataset
     from runner.dist import SINGLE, broadcast
-    from runner.gpu_data import DeviceDataset
 
     dist = dist or SINGLE
     if mode not in ("auto", "loader", "device"):

@@ -145,13 +145,13 @@ def _loaders(job: Job, epoch: int, micro: int | None = None):
 @functools.lru_cache(maxsize=2)
 def _augment(recipe, img_size: int, num_classes: int, dev: torch.device):
     """One GpuAugment per run's recipe, kept across epochs, so that under --compile its graph compiles once."""
-    from runner.gpu_data import GpuAugment
+    from runner.device_data import GpuAugment
 
     return GpuAugment(recipe, img_size, num_classes, dev)
 
 
 def _device_loaders(job: Job, epoch: int, micro: int | None = None):
-    from runner.gpu_data import DeviceLoader, GpuEval
+    from runner.device_data import DeviceLoader, GpuEval
 
     recipe, b, dev, d = job.design.recipe, job.budget, job.device, job.dist
     train_data, val_data = job.device_data
