@@ -14,8 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("roadmap", "steps", "runner", "reports")
 HEAVY = ("torch", "torchvision", "timm")  # what looking at the roadmap and rendering reports never pays for
-# roadmap's base layer: below steps, runner and reports (the description, the records, errors)
-CORE = ("roadmap.errors", "roadmap.design", "roadmap.schema", "roadmap.files")
+# roadmap's base layer: below steps, runner and reports (the description and its layer plan, the records, errors)
+CORE = ("roadmap.errors", "roadmap.choices", "roadmap.fields", "roadmap.network", "roadmap.recipe", "roadmap.design",
+        "roadmap.layers", "roadmap.schema", "roadmap.files")
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def wrong_way(e: Edge) -> str | None:
     if src == "steps" and (dst in HEAVY or dst in ("runner", "reports")):
         return "steps are pure edits of a description: no torch, timm, runner or reports"
     if e.source in CORE and dst in ("steps", "runner", "reports", *HEAVY):
-        return "roadmap's core (errors, design, schema, files) sits below steps, runner and reports, without torch"
+        return "roadmap's core (the description, the layer plan, the records) sits below steps, runner and reports"
     return None
 
 
