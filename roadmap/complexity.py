@@ -1,19 +1,22 @@
-"""Parameters and FLOPs of any design at any input size, counted from the description alone.
+"""Parameters and FLOPs of any design at any input size, counted from its layer plan alone.
 
 FLOPs follow the paper's convention: multiply-accumulates of conv and linear layers (1 MAC = 1 FLOP);
 norms, activations, pooling and additions are not counted. This is the convention of torchvision's
 `_ops` metadata (ResNet-50 4.089, ConvNeXt-T 4.456). fvcore's default counter also counts norms and
 gives slightly more. The tests check these counts against torch's FLOP counter on built modules.
 
-No torch here: a table of every step at any resolution is instant.
+Each layer's cost is its kind's (`roadmap.layers.KINDS`); this module only walks the plan and tracks the
+resolution. No torch here: a table of every step at any resolution is instant.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from roadmap.design import Network, Norm, Site, SpatialPosition, Stem
 from roadmap.errors import RoadmapError
+from roadmap.layers import LayerSpec, kind_of, plan
+from roadmap.network import Network
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,7 @@ class Layer:
     """One counted layer: where it is, what it is, what it costs."""
 
     stage: str  # "stem", "stage1".."stage4", "head"
-    name: str
+    name: str  # the layer's module name in the built model (see `roadmap.layers`)
     params: int
     macs: int
     out_shape: tuple[int, int, int]  # (C, H, W) after the layer
@@ -58,80 +61,40 @@ class Complexity:
         return list(rows.values())
 
 
-def _out(size: int, k: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - k) // stride + 1
-
-
 def count(net: Network, img_size: int = 224, num_classes: int = 1000, in_chans: int = 3) -> Complexity:
     """Parameters and MACs of `net` on `img_size` x `img_size` inputs, layer by layer."""
-    shapes = net.resolved()
-    batch_norm = net.norm is Norm.BATCH
-    layers: list[Layer] = []
-    h = img_size
+    p = plan(net, num_classes, in_chans)
+    out: list[Layer] = []
 
-    def add_conv(stage: str, name: str, c_in: int, c_out: int, k: int, stride: int, pad: int, groups: int = 1,
-                 norm_after: bool = False) -> None:
-        nonlocal h
-        h = _out(h, k, stride, pad)
-        if h < 1:
-            raise RoadmapError(f"{img_size} px images are too small for this network: the feature map vanishes at "
-                               f"{stage} ({name}); use larger images or a smaller stem stride")
-        bias = 0 if (norm_after and batch_norm) else c_out
-        weights = c_out * (c_in // groups) * k * k
-        layers.append(Layer(stage, name, weights + bias, weights * h * h, (c_out, h, h)))
+    def walk(stage: str, specs: Iterable[LayerSpec], h: int) -> int:
+        for spec in specs:
+            kind = kind_of(spec)
+            h = kind.out_size(spec, h)
+            if h < 1:
+                raise RoadmapError(f"{img_size} px images are too small for this network: the feature map vanishes "
+                                   f"at {stage} ({_short(spec.name)}); use larger images or a smaller stem stride")
+            params, macs = kind.cost(spec, h)
+            out.append(Layer(stage, spec.name, params, macs, (spec.c_out, h, h)))
+        return h
 
-    def add_norm(stage: str, name: str, c: int) -> None:
-        layers.append(Layer(stage, name, 2 * c, 0, (c, h, h)))
+    h = walk("stem", p.stem, img_size)
+    for i, stage in enumerate(p.stages, start=1):
+        h = walk(f"stage{i}", stage.downsample, h)
+        for block in stage.blocks:
+            h_in, h = h, walk(f"stage{i}", block.branch, h)
+            walk(f"stage{i}", [x for x in (block.layer_scale, block.drop_path) if x], h)
+            walk(f"stage{i}", block.shortcut, h_in)  # the shortcut sees the block's input
+            walk(f"stage{i}", [block.act] if block.act else [], h)
+    walk("head", p.head, h)
+    return Complexity(img_size, tuple(out))
 
-    # stem
-    w, s = shapes.stem_width, net.stem_stride
-    if net.stem is Stem.PATCHIFY:
-        add_conv("stem", "conv", in_chans, w, s, s, 0, norm_after=True)
-    else:
-        k, stride = (7, 2) if s >= 2 else (3, 1)
-        add_conv("stem", "conv", in_chans, w, k, stride, k // 2, norm_after=True)
-    add_norm("stem", "norm", w)
-    if net.stem is Stem.RESNET and s == 4:
-        h = _out(h, 3, 2, 1)
-        layers.append(Layer("stem", "pool", 0, 0, (w, h, h)))
 
-    first = net.spatial_position is SpatialPosition.FIRST
-    for i, stage in enumerate(shapes.stages, start=1):
-        name = f"stage{i}"
-        if stage.downsample:
-            d_in, d_out = stage.downsample
-            add_norm(name, "downsample.norm", d_in)
-            add_conv(name, "downsample.conv", d_in, d_out, 2, 2, 0)
-        for j, b in enumerate(stage.blocks):
-            h_in = h
-            c_sp = b.spatial_channels
-            groups = 1 if net.group_width is None else c_sp // net.group_width
-            convs = {
-                Site.SPATIAL: (c_sp, c_sp, net.kernel_size, b.stride, net.kernel_size // 2, groups),
-                Site.PW1: (b.d_in, b.mid, 1, 1, 0, 1),
-                Site.PW2: (b.mid, b.d_out, 1, 1, 0, 1),
-            }
-            order = (Site.SPATIAL, Site.PW1, Site.PW2) if first else (Site.PW1, Site.SPATIAL, Site.PW2)
-            for site in order:
-                c_in, c_out, k, stride, pad, g = convs[site]
-                has_norm = site in net.norm_after
-                add_conv(name, f"block{j}.conv_{site}", c_in, c_out, k, stride, pad, g, norm_after=has_norm)
-                if has_norm:
-                    add_norm(name, f"block{j}.norm_{site}", c_out)
-            h_out = h
-            if b.projects:
-                h = h_in
-                add_conv(name, f"block{j}.shortcut.conv", b.d_in, b.d_out, 1, b.stride, 0, norm_after=True)
-                add_norm(name, f"block{j}.shortcut.norm", b.d_out)
-                h = h_out
-            if net.layer_scale:
-                layers.append(Layer(name, f"block{j}.layer_scale", b.d_out, 0, (b.d_out, h, h)))
-
-    # head
-    f = shapes.num_features
-    h = 1
-    if net.head_norm:
-        add_norm("head", "norm", f)
-    if num_classes > 0:
-        layers.append(Layer("head", "fc", f * num_classes + num_classes, f * num_classes, (num_classes, 1, 1)))
-    return Complexity(img_size, tuple(layers))
+def _short(name: str) -> str:
+    """"stages.1.blocks.0.branch.conv_spatial" -> "block0.conv_spatial" (the name within its stage)."""
+    parts = name.split(".")
+    if parts[0] == "stem" or parts[0] == "head":
+        return ".".join(parts[1:])
+    rest = parts[2:]
+    if rest[0] == "blocks":
+        rest = [f"block{rest[1]}"] + [x for x in rest[2:] if x != "branch"]
+    return ".".join(rest)

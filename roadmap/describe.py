@@ -11,8 +11,9 @@ import json
 import pandas as pd
 
 from roadmap.complexity import count
-from roadmap.design import Design, Network, SpatialPosition, to_dict
+from roadmap.design import Design, Network, Stem, to_dict
 from roadmap.errors import unknown
+from roadmap.layers import BlockPlan, Kind, LayerSpec, StagePlan, kind_of, plan
 from steps import Roadmap, get_regime
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -71,19 +72,20 @@ def flops_table(img_size: int = 224, num_classes: int = 1000, regime: str = "res
     return pd.DataFrame(rows)
 
 
-def _block_layout(net: Network, shape) -> str:
-    k = net.kernel_size
-    c = shape.spatial_channels
-    if net.group_width is None:
-        kind = ""
-    elif net.group_width == 1:
-        kind = " dw"
-    else:
-        kind = f" g{c // net.group_width}"
-    spatial = f"{k}x{k}{kind} {c}"
-    pw1, pw2 = f"1x1 {shape.mid}", f"1x1 {shape.d_out}"
-    parts = [spatial, pw1, pw2] if net.spatial_position is SpatialPosition.FIRST else [pw1, spatial, pw2]
-    return ", ".join(parts)
+def _block_layout(block: BlockPlan) -> str:
+    """A block's branch as its labelled layers read, e.g. "7x7 dw 96, 1x1 384, 1x1 96"."""
+    labels = ((kind_of(x).label, x) for x in block.branch)
+    return ", ".join(label(x) for label, x in labels if label is not None)
+
+
+def _stage_layout(stage: StagePlan) -> str:
+    text = f"[{_block_layout(stage.blocks[-1])}] x{len(stage.blocks)}"
+    if stage.blocks[0].stride > 1:
+        text += f", stride {stage.blocks[0].stride} in the first"
+    down = [x for x in stage.downsample if x.kind == Kind.CONV]
+    if down:
+        text = f"down {down[0].kernel}x{down[0].kernel}/{down[0].stride} {down[0].c_out}; " + text
+    return text
 
 
 def stage_table(spec: str | Design, img_size: int = 224, num_classes: int = 1000,
@@ -92,15 +94,10 @@ def stage_table(spec: str | Design, img_size: int = 224, num_classes: int = 1000
     design = _regime(regime).design_for(spec) if isinstance(spec, str) else spec
     net = design.net
     c = count(net, img_size, num_classes)
-    shapes = net.resolved()
-    layouts = {"stem": _stem_layout(net, shapes.stem_width), "head": _head_layout(net, num_classes)}
-    for i, st in enumerate(shapes.stages, start=1):
-        text = f"[{_block_layout(net, st.blocks[-1])}] x{len(st.blocks)}"
-        if st.blocks[0].stride > 1:
-            text += ", stride 2 in the first"
-        if st.downsample:
-            text = f"down 2x2/2 {st.downsample[1]}; " + text
-        layouts[f"stage{i}"] = text
+    layers = plan(net, num_classes)
+    layouts = {"stem": _stem_layout(net, layers.stem), "head": _head_layout(layers.head)}
+    for i, stage in enumerate(layers.stages, start=1):
+        layouts[f"stage{i}"] = _stage_layout(stage)
     rows = []
     for row in c.by_stage():
         ch, h, w = row["out_shape"]
@@ -115,16 +112,23 @@ def stage_table(spec: str | Design, img_size: int = 224, num_classes: int = 1000
     return pd.DataFrame(rows)
 
 
-def _stem_layout(net: Network, width: int) -> str:
-    s = net.stem_stride
-    if net.stem == "patchify":
-        return f"{s}x{s}/{s} conv {width} (patchify)"
-    conv = f"7x7/2 conv {width}" if s >= 2 else f"3x3 conv {width}"
-    return conv + (", 3x3/2 max-pool" if s == 4 else "")
+def _stem_layout(net: Network, stem: tuple[LayerSpec, ...]) -> str:
+    """"7x7/2 conv 64, 3x3/2 max-pool", "3x3 conv 64", "4x4/4 conv 96 (patchify)"."""
+    patchify = net.stem is Stem.PATCHIFY
+    parts = []
+    for x in stem:
+        size = f"{x.kernel}x{x.kernel}" + (f"/{x.stride}" if x.stride > 1 or patchify else "")
+        if x.kind == Kind.CONV:
+            parts.append(f"{size} conv {x.c_out}" + (" (patchify)" if patchify else ""))
+        elif x.kind == Kind.MAX_POOL:
+            parts.append(f"{size} max-pool")
+    return ", ".join(parts)
 
 
-def _head_layout(net: Network, num_classes: int) -> str:
-    return "global avg-pool" + (", norm" if net.head_norm else "") + f", fc {num_classes}"
+def _head_layout(head: tuple[LayerSpec, ...]) -> str:
+    """"global avg-pool, norm, fc 1000"."""
+    words = {Kind.GLOBAL_POOL: "global avg-pool", Kind.NORM: "norm", Kind.LINEAR: "fc"}
+    return ", ".join(words[x.kind] + (f" {x.c_out}" if x.kind == Kind.LINEAR else "") for x in head if x.kind in words)
 
 
 def fields_table(design: Design) -> pd.DataFrame:
@@ -174,7 +178,7 @@ def step_header(spec: str, regime: str = "resnet50") -> str:
         f"{s.name}{branch} - paper section {s.section}",
         f"  what changes: {s.summary}",
         f"  why: {s.rationale}",
-        f"  paper: top-1 {s.paper_top1:.2f}, "
+        "  paper: not in the paper" if not s.in_paper else f"  paper: top-1 {s.paper_top1:.2f}, "
         + ("GFLOPs not printed" if s.paper_gflops is None else f"{s.paper_gflops:.2f} GFLOPs"),
     ]
     if s.footnote:

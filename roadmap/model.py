@@ -1,6 +1,7 @@
 """One builder for every point of the design space: `build_model(spec_or_design) -> nn.Module`.
 
-Module names (what a state_dict shows):
+It builds what the layer plan (`roadmap.layers.plan`) lists, one module per `LayerSpec` from `BUILDERS`, and
+decides nothing about the architecture itself. Module names (what a state_dict shows):
 
     stem.conv, stem.norm[, stem.act, stem.pool]
     stages.{i}.downsample.norm, stages.{i}.downsample.conv          (separate downsampling only)
@@ -16,68 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 from timm.layers import DropPath, LayerNorm2d, LayerScale2d, trunc_normal_
 from torch import nn
 
-from roadmap.design import Act, BlockShape, Design, Init, Network, Norm, Site, SpatialPosition
-from roadmap.design import Stem as StemKind
+from roadmap.choices import Act, Init, Norm
+from roadmap.design import Design, Network
 from roadmap.errors import RoadmapError, unknown
-
-_ACTS: dict[Act, type[nn.Module]] = {Act.RELU: nn.ReLU, Act.GELU: nn.GELU}
-
-
-def make_norm(kind: Norm, channels: int) -> nn.Module:
-    """BatchNorm2d (torchvision's eps) or a LayerNorm over channels (timm's LayerNorm2d, eps 1e-6)."""
-    if kind is Norm.BATCH:
-        return nn.BatchNorm2d(channels)
-    return LayerNorm2d(channels, eps=1e-6)
-
-
-def make_act(kind: Act) -> nn.Module:
-    # In-place ReLU as in torchvision: it saves memory and never aliases a tensor that is needed later here.
-    return nn.ReLU(inplace=True) if kind is Act.RELU else _ACTS[kind]()
-
-
-def conv(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1, padding: int | None = None,
-         bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, k, stride, k // 2 if padding is None else padding, groups=groups, bias=bias)
-
-
-def _conv_bias(net: Network, has_bn_after: bool) -> bool:
-    # A conv followed by BatchNorm has no bias (the norm's shift replaces it), as in ResNet; every other conv
-    # has one, as in ConvNeXt.
-    return not (has_bn_after and net.norm is Norm.BATCH)
-
-
-class Stem(nn.Sequential):
-    """conv [+ max-pool] + norm [+ act]: ResNet's 7x7/2 stem or a patchify conv (paper 2.2)."""
-
-    def __init__(self, net: Network, in_chans: int, width: int):
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        s = net.stem_stride
-        if net.stem is StemKind.PATCHIFY:
-            layers["conv"] = conv(in_chans, width, s, s, padding=0, bias=_conv_bias(net, True))
-        else:
-            k, stride = (7, 2) if s >= 2 else (3, 1)
-            layers["conv"] = conv(in_chans, width, k, stride, bias=_conv_bias(net, True))
-        layers["norm"] = make_norm(net.norm, width)
-        if net.stem_act:
-            layers["act"] = make_act(net.act)
-        if net.stem is StemKind.RESNET and s == 4:
-            layers["pool"] = nn.MaxPool2d(3, 2, 1)
-        super().__init__(layers)
-
-
-class Shortcut(nn.Sequential):
-    """ResNet's projection shortcut: 1x1 conv with the block's stride, then a norm."""
-
-    def __init__(self, net: Network, shape: BlockShape):
-        super().__init__(OrderedDict(
-            conv=conv(shape.d_in, shape.d_out, 1, shape.stride, bias=_conv_bias(net, True)),
-            norm=make_norm(net.norm, shape.d_out),
-        ))
+from roadmap.layers import BlockPlan, Kind, LayerSpec, Layout, StagePlan, classifier, plan
 
 
 class ChannelsLast(nn.Module):
@@ -129,67 +78,90 @@ def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
     return module
 
 
-def make_norm_last(kind: Norm, channels: int) -> nn.Module:
-    return BatchNormLast(channels) if kind is Norm.BATCH else nn.LayerNorm(channels, eps=1e-6)
+def make_norm(spec: LayerSpec) -> nn.Module:
+    """BatchNorm (torchvision's eps) or LayerNorm over channels (eps 1e-6, timm's LayerNorm2d on NCHW), over the
+    channel axis of the spec's layout."""
+    last = spec.layout is Layout.LAST
+    if spec.fn == Norm.BATCH:
+        return BatchNormLast(spec.c_out) if last else nn.BatchNorm2d(spec.c_out)
+    return nn.LayerNorm(spec.c_out, eps=1e-6) if last else LayerNorm2d(spec.c_out, eps=1e-6)
+
+
+def make_act(spec: LayerSpec) -> nn.Module:
+    # In-place ReLU as in torchvision: it saves memory and never aliases a tensor that is needed later here.
+    if spec.fn == Act.RELU:
+        return nn.ReLU(inplace=True)
+    if spec.fn == Act.GELU:
+        return nn.GELU()
+    raise unknown("activation", spec.fn, list(Act))
+
+
+BUILDERS: dict[str, Callable[[LayerSpec], nn.Module]] = {
+    Kind.CONV: lambda s: nn.Conv2d(s.c_in, s.c_out, s.kernel, s.stride, s.padding, groups=s.groups, bias=s.bias),
+    Kind.LINEAR: lambda s: nn.Linear(s.c_in, s.c_out, bias=s.bias),
+    Kind.NORM: make_norm,
+    Kind.ACT: make_act,
+    Kind.MAX_POOL: lambda s: nn.MaxPool2d(s.kernel, s.stride, s.padding),
+    Kind.GLOBAL_POOL: lambda s: nn.AdaptiveAvgPool2d(1),
+    Kind.LAYER_SCALE: lambda s: LayerScale2d(s.c_out, s.value),
+    Kind.DROP_PATH: lambda s: DropPath(s.value),
+    Kind.PERMUTE: lambda s: ChannelsLast() if s.layout is Layout.LAST else ChannelsFirst(),
+}
+"""The module of each kind of layer in `roadmap.layers.KINDS` (which holds its cost); a new kind is one entry in
+each."""
+
+
+def build_layer(spec: LayerSpec | None) -> nn.Module:
+    """The module a spec describes; `nn.Identity` for an absent (None) one."""
+    if spec is None:
+        return nn.Identity()
+    if spec.kind not in BUILDERS:
+        raise unknown("layer kind", spec.kind, BUILDERS)
+    return BUILDERS[spec.kind](spec)
+
+
+def build_layers(specs: tuple[LayerSpec, ...]) -> OrderedDict[str, nn.Module]:
+    """The modules of `specs`, by their names within their parent."""
+    return OrderedDict((spec.leaf, build_layer(spec)) for spec in specs)
+
+
+class Stem(nn.Sequential):
+    """conv + norm [+ act] [+ max-pool]: ResNet's 7x7/2 stem or a patchify conv (paper 2.2)."""
+
+    def __init__(self, specs: tuple[LayerSpec, ...]):
+        super().__init__(build_layers(specs))
+
+
+class Shortcut(nn.Sequential):
+    """ResNet's projection shortcut: 1x1 conv with the block's stride, then a norm."""
+
+    def __init__(self, specs: tuple[LayerSpec, ...]):
+        super().__init__(build_layers(specs))
 
 
 class Block(nn.Module):
-    """A residual block: three convs (kxk, 1x1, 1x1) in the design's order, norms and activations where the
-    design puts them, optional layer scale and stochastic depth, then the shortcut sum.
+    """A residual block as its plan says (`roadmap.layers.branch_plan`): the branch's convs, norms and activations
+    in order, optional layer scale and stochastic depth, then the shortcut sum and its activation."""
 
-    When the kxk conv comes first (paper 2.5), everything after it is pointwise and runs channels-last, the 1x1
-    convs as Linear layers, as in ConvNeXt's own code: the same computation, laid out for speed."""
-
-    def __init__(self, net: Network, shape: BlockShape, drop_path: float):
+    def __init__(self, block: BlockPlan):
         super().__init__()
-        first = net.spatial_position is SpatialPosition.FIRST
-        c_spatial = shape.spatial_channels
-        groups = 1 if net.group_width is None else c_spatial // net.group_width
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-
-        def add(site: Site, make_layer, channels: int, last: bool) -> None:
-            has_norm = site in net.norm_after
-            layers[f"conv_{site}"] = make_layer(_conv_bias(net, has_norm))
-            if has_norm:
-                layers[f"norm_{site}"] = (make_norm_last if last else make_norm)(net.norm, channels)
-            if site in net.act_after:
-                layers[f"act_{site}"] = make_act(net.act)
-
-        spatial = lambda bias: conv(c_spatial, c_spatial, net.kernel_size, shape.stride, groups, bias=bias)
-        if first:
-            layers["conv_spatial"] = spatial(_conv_bias(net, Site.SPATIAL in net.norm_after))
-            layers["to_channels_last"] = ChannelsLast()
-            if Site.SPATIAL in net.norm_after:
-                layers["norm_spatial"] = make_norm_last(net.norm, c_spatial)
-            if Site.SPATIAL in net.act_after:
-                layers["act_spatial"] = make_act(net.act)
-            add(Site.PW1, lambda bias: nn.Linear(shape.d_in, shape.mid, bias=bias), shape.mid, last=True)
-            add(Site.PW2, lambda bias: nn.Linear(shape.mid, shape.d_out, bias=bias), shape.d_out, last=True)
-            layers["to_channels_first"] = ChannelsFirst()
-        else:
-            add(Site.PW1, lambda bias: conv(shape.d_in, shape.mid, 1, bias=bias), shape.mid, last=False)
-            add(Site.SPATIAL, spatial, c_spatial, last=False)
-            add(Site.PW2, lambda bias: conv(shape.mid, shape.d_out, 1, bias=bias), shape.d_out, last=False)
-        self.branch = nn.Sequential(layers)
-        self.layer_scale = LayerScale2d(shape.d_out, net.layer_scale) if net.layer_scale else nn.Identity()
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.shortcut = Shortcut(net, shape) if shape.projects else nn.Identity()
-        self.act = make_act(net.act) if Site.ADD in net.act_after else nn.Identity()
+        self.branch = nn.Sequential(build_layers(block.branch))
+        self.layer_scale = build_layer(block.layer_scale)
+        self.drop_path = build_layer(block.drop_path)
+        self.shortcut = Shortcut(block.shortcut) if block.shortcut else nn.Identity()
+        self.act = build_layer(block.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.drop_path(self.layer_scale(self.branch(x))) + self.shortcut(x))
 
 
 class Stage(nn.Module):
-    def __init__(self, net: Network, downsample: tuple[int, int] | None, blocks: list[Block]):
+    """[Separate downsampling: norm, 2x2/2 conv (paper 2.6)] then the blocks."""
+
+    def __init__(self, stage: StagePlan):
         super().__init__()
-        if downsample is not None:  # paper 2.6: norm, then 2x2/2 conv
-            d_in, d_out = downsample
-            self.downsample = nn.Sequential(OrderedDict(
-                norm=make_norm(net.norm, d_in), conv=conv(d_in, d_out, 2, 2, padding=0)
-            ))
-        else:
-            self.downsample = nn.Identity()
+        blocks = [Block(b) for b in stage.blocks]  # built before the downsampling layers, as ever: same RNG draws
+        self.downsample = nn.Sequential(build_layers(stage.downsample)) if stage.downsample else nn.Identity()
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,11 +171,12 @@ class Stage(nn.Module):
 class Head(nn.Module):
     """Global average pool [+ norm] + linear classifier."""
 
-    def __init__(self, net: Network, num_features: int, num_classes: int):
+    def __init__(self, specs: tuple[LayerSpec, ...]):
         super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.norm = make_norm(net.norm, num_features) if net.head_norm else nn.Identity()
-        self.fc = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+        layers = build_layers(specs)
+        self.pool = layers["pool"]
+        self.norm = layers.get("norm", nn.Identity())
+        self.fc = layers.get("fc", nn.Identity())
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.norm(self.pool(x)).flatten(1)
@@ -217,14 +190,11 @@ class RoadmapNet(nn.Module):
         super().__init__()
         self.network = net
         self.num_classes = num_classes
-        shapes = net.resolved()
-        self.num_features = shapes.num_features
-        self.stem = Stem(net, in_chans, shapes.stem_width)
-        rates = iter(shapes.drop_path)
-        self.stages = nn.Sequential(*[
-            Stage(net, st.downsample, [Block(net, b, next(rates)) for b in st.blocks]) for st in shapes.stages
-        ])
-        self.head = Head(net, self.num_features, num_classes)
+        layers = plan(net, num_classes, in_chans)
+        self.num_features = layers.num_features
+        self.stem = Stem(layers.stem)
+        self.stages = nn.Sequential(*[Stage(stage) for stage in layers.stages])
+        self.head = Head(layers.head)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -278,7 +248,7 @@ class RoadmapNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.head.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head.fc = build_layer(classifier(self.num_features, num_classes))
 
 
 def to_network(spec: str | Design | Network) -> Network:
@@ -300,8 +270,6 @@ def build_model(spec: str | Design | Network, num_classes: int = 1000, in_chans:
     `changes` set network fields first, e.g. `build_model("gelu", 10, width_mult=0.25, drop_path_rate=0.1)`.
     """
     net = to_network(spec)
-    if num_classes < 0 or in_chans < 1:
-        raise RoadmapError(f"num_classes must be >= 0 and in_chans >= 1, got {num_classes} and {in_chans}")
     if changes:
         names = {f.name for f in dataclasses.fields(Network)}
         for key in changes:

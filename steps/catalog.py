@@ -24,25 +24,9 @@ from steps.step import Section, Step
 if TYPE_CHECKING:
     from roadmap.design import Design
 
-# Figure 2's order: the kernel sweep's branches stand around the adopted kernel 7.
+# Figure 2's order: the sections in the paper's order, each section's steps in its own module's order.
 RESNET50_STEPS: tuple[Step, ...] = (
-    training.resnet50,
-    training.training_recipe,
-    macro.stage_ratio,
-    macro.patchify_stem,
-    resnextify.depthwise_conv,
-    resnextify.resnext_width,
-    inverted.inverted_bottleneck,
-    kernel.move_up_dwconv,
-    kernel.kernel_5,
-    kernel.large_kernel,
-    kernel.kernel_9,
-    kernel.kernel_11,
-    micro.gelu,
-    micro.fewer_activations,
-    micro.fewer_norms,
-    micro.layer_norm,
-    micro.separate_downsampling,
+    *training.STEPS, *macro.STEPS, *resnextify.STEPS, *inverted.STEPS, *kernel.STEPS, *micro.STEPS,
 )
 
 _SPEC = re.compile(r"([+-]?)([A-Za-z0-9_]+)")

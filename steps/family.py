@@ -7,21 +7,9 @@ stochastic depth the paper trains that size with), so `roadmap show convnext_bas
 
 from __future__ import annotations
 
-from steps.step import Section, Step, net_map
+from steps.step import Section, Step, widen
 
 FAMILY = Section("convnext_family", "3", "ConvNeXt variants")
-
-
-def _size(depths: tuple[int, ...], width_factor: float, drop_path: float):
-    def change(net) -> dict:
-        return {
-            "depths": depths,
-            "stem_width": round(net.stem_width * width_factor),
-            "widths": tuple(round(w * width_factor) for w in net.widths),
-            "drop_path_rate": drop_path,
-        }
-
-    return net_map(change)
 
 
 def _variant(name: str, label: str, depths, factor: float, drop: float, top1: float, gflops: float) -> Step:
@@ -32,7 +20,7 @@ def _variant(name: str, label: str, depths, factor: float, drop: float, top1: fl
         rationale="the same design at another size (paper Section 3, Table 1)",
         paper_top1=top1,
         paper_gflops=gflops,
-        edit=_size(depths, factor, drop),
+        edit=widen(factor, depths=depths, drop_path_rate=drop),
         branch_of="separate_downsampling",
     )
 

@@ -24,3 +24,7 @@ inverted_bottleneck = Step(
     paper_gflops=4.64,
     edit=net_map(_invert),
 )
+
+
+STEPS: tuple[Step, ...] = (inverted_bottleneck,)
+"""This section's steps, in Figure 2's order."""

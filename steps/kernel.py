@@ -34,3 +34,7 @@ kernel_5 = _kernel_step(5, 80.35, 4.10, branch=True)
 large_kernel = _kernel_step(7, 80.57, 4.15, branch=False)
 kernel_9 = _kernel_step(9, 80.57, 4.21, branch=True)
 kernel_11 = _kernel_step(11, 80.47, 4.29, branch=True)
+
+
+STEPS: tuple[Step, ...] = (move_up_dwconv, kernel_5, large_kernel, kernel_9, kernel_11)
+"""This section's steps, in Figure 2's order: the kernel sweep's branches stand around the adopted kernel 7."""

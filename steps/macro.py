@@ -25,3 +25,7 @@ patchify_stem = Step(
     paper_gflops=4.42,
     edit=net_edit(stem="patchify"),
 )
+
+
+STEPS: tuple[Step, ...] = (stage_ratio, patchify_stem)
+"""This section's steps, in Figure 2's order."""

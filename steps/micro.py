@@ -59,3 +59,7 @@ separate_downsampling = Step(
     footnote="ConvNeXt-T counts 4.456 GFLOPs (torchvision's metadata says 4.456 too); the paper prints 4.49 "
     "here and 4.5 in its main table. We report the count.",
 )
+
+
+STEPS: tuple[Step, ...] = (gelu, fewer_activations, fewer_norms, layer_norm, separate_downsampling)
+"""This section's steps, in Figure 2's order."""

@@ -10,19 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 from steps import inverted, kernel, macro, micro, resnextify, training
-from steps.step import Section, Step, net_map
+from steps.step import Section, Step, widen
 
 START = Section("resnet200", "2", "Starting point")
-
-
-def _widen_to(factor: float, depths: tuple[int, ...] | None = None):
-    def change(net) -> dict:
-        out = {"stem_width": round(net.stem_width * factor), "widths": tuple(round(w * factor) for w in net.widths)}
-        if depths:
-            out["depths"] = depths
-        return out
-
-    return net_map(change)
 
 
 def _r200(step: Step, top1: float, gflops: float | None, **changes) -> Step:
@@ -44,12 +34,12 @@ ROADMAP: tuple[Step, ...] = (
     _r200(training.training_recipe, 81.14, 15.01,
           edit=lambda d, e=training.training_recipe.edit: _with_drop_path(e(d), 0.5),
           summary=training.training_recipe.summary.replace("stochastic depth 0.1", "stochastic depth 0.5")),
-    _r200(macro.stage_ratio, 81.33, 14.52, edit=_widen_to(84 / 64, (3, 3, 27, 3)),
+    _r200(macro.stage_ratio, 81.33, 14.52, edit=widen(84 / 64, depths=(3, 3, 27, 3)),
           summary="blocks (3, 24, 36, 3) -> (3, 3, 27, 3) and base width 64 -> 84"),
     _r200(macro.patchify_stem, 81.59, 14.38),
     _r200(resnextify.depthwise_conv, 80.54, 7.23,
           summary="the 3x3 conv becomes depthwise (groups = channels); widths stay 84..672"),
-    _r200(resnextify.resnext_width, 81.85, 16.76, edit=_widen_to(128 / 84),
+    _r200(resnextify.resnext_width, 81.85, 16.76, edit=widen(128 / 84),
           summary="base width 84 -> 128: stem 128, bottleneck widths 128..1024, block outputs 512..4096"),
     _r200(inverted.inverted_bottleneck, 82.64, 15.68,
           summary="block becomes 1x1 C->4C, kxk on 4C, 1x1 4C->C with C = 128..1024"),

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from steps.step import Section, Step, net_edit, net_map
+from steps.step import Section, Step, net_edit, widen
 
 RESNEXTIFY = Section("resnextify", "2.3", "ResNeXt-ify")
 
 WIDTH_FACTOR = 1.5  # base width 64 -> 96, Swin-T's channel count
-
-
-def _wider(net) -> dict:
-    return {
-        "stem_width": round(net.stem_width * WIDTH_FACTOR),
-        "widths": tuple(round(w * WIDTH_FACTOR) for w in net.widths),
-    }
 
 
 depthwise_conv = Step(
@@ -33,5 +26,9 @@ resnext_width = Step(
     rationale="spend the FLOPs depthwise conv saved on width, as ResNeXt does",
     paper_top1=80.50,
     paper_gflops=5.27,
-    edit=net_map(_wider),
+    edit=widen(WIDTH_FACTOR),
 )
+
+
+STEPS: tuple[Step, ...] = (depthwise_conv, resnext_width)
+"""This section's steps, in Figure 2's order."""

@@ -43,3 +43,7 @@ training_recipe = Step(
     paper_gflops=4.09,
     edit=_modern_recipe,
 )
+
+
+STEPS: tuple[Step, ...] = (resnet50, training_recipe)
+"""This section's steps, in Figure 2's order (the catalog joins the sections' tuples into the roadmap)."""

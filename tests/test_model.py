@@ -11,8 +11,10 @@ import roadmap
 from roadmap import build_model
 from roadmap.complexity import count
 from roadmap.errors import RoadmapError
+from roadmap.layers import Kind, plan
+from roadmap.model import BatchNormLast, ChannelsFirst, ChannelsLast
 from roadmap.weights import from_timm_convnext, from_torchvision_resnet50, load_checkpoint
-from steps import MAIN_PATH, compose, low_resolution, scaled
+from steps import MAIN_PATH, ROADMAP, compose, design_for, low_resolution, scaled
 
 
 def n_params(model):
@@ -154,6 +156,41 @@ def test_init_schemes():
     full = build_model("convnext_tiny", width_mult=0.25)
     scaled_head = build_model("convnext_tiny", width_mult=0.25, head_init_scale=1e-3)
     assert abs(scaled_head.head.fc.weight.std().item() / full.head.fc.weight.std().item() - 1e-3) < 2e-4
+
+
+MODULES = {  # what each kind of layer builds
+    Kind.CONV: torch.nn.Conv2d,
+    Kind.LINEAR: torch.nn.Linear,
+    Kind.NORM: (torch.nn.BatchNorm2d, BatchNormLast, torch.nn.LayerNorm),  # timm's LayerNorm2d is a LayerNorm
+    Kind.ACT: (torch.nn.ReLU, torch.nn.GELU),
+    Kind.MAX_POOL: torch.nn.MaxPool2d,
+    Kind.GLOBAL_POOL: torch.nn.AdaptiveAvgPool2d,
+    Kind.LAYER_SCALE: timm.layers.LayerScale2d,
+    Kind.DROP_PATH: timm.layers.DropPath,
+    Kind.PERMUTE: (ChannelsLast, ChannelsFirst),
+}
+
+
+@pytest.mark.parametrize("spec", [ROADMAP[0].name, MAIN_PATH[len(MAIN_PATH) // 2].name, ROADMAP[-1].name,
+                                  "convnext_tiny-layer_norm"])
+def test_the_plan_lists_the_built_layers(spec):
+    """The builder builds what the plan lists: same layers in the same order, same kinds, names and shapes."""
+    net = design_for(spec).net
+    with torch.device("meta"):
+        model = build_model(net, num_classes=10)
+    specs = list(plan(net, num_classes=10).layers())
+    leaves = [(n, m) for n, m in model.named_modules()
+              if not list(m.children()) and not isinstance(m, torch.nn.Identity)]
+    assert [x.name for x in specs] == [n for n, _ in leaves]
+    for x, (_, m) in zip(specs, leaves, strict=True):
+        assert isinstance(m, MODULES[x.kind]), x.name
+        if x.kind == Kind.CONV:
+            got = (m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.groups, m.bias is not None)
+            assert got == (x.c_in, x.c_out, (x.kernel,) * 2, (x.stride,) * 2, (x.padding,) * 2, x.groups, x.bias)
+        elif x.kind == Kind.LINEAR:
+            assert (m.in_features, m.out_features, m.bias is not None) == (x.c_in, x.c_out, x.bias)
+    owners = {k.rsplit(".", 1)[0] for k in model.state_dict()}  # every parameter and buffer is a planned layer's
+    assert owners <= {x.name for x in specs}
 
 
 def test_build_model_rejects_bad_input():
