@@ -7,7 +7,7 @@ from torch import nn
 
 import roadmap
 from roadmap.draw import mark_changes, picture
-from roadmap.draw.picture import network_of
+from roadmap.draw.picture import design_of
 from steps import ROADMAP
 
 SPECS = [s.name for s in ROADMAP] + ["convnext_tiny-layer_norm", "resnet50+gelu+patchify_stem"]
@@ -64,14 +64,14 @@ def built(net) -> nn.Module:
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_drawn_layers_are_the_modules(spec):
-    check_against_module(picture(spec), built(network_of(spec)))
+    check_against_module(picture(spec), built(design_of(spec).net))
 
 
 @pytest.mark.parametrize("spec", ["resnet50", "inverted_bottleneck", "convnext_tiny"])
 def test_drawn_layers_are_the_modules_when_scaled(spec):
     options = dict(width_mult=0.25, depth_mult=1 / 3)
     pic = picture(spec, **options)
-    check_against_module(pic, built(network_of(spec, **options)))
+    check_against_module(pic, built(design_of(spec, **options).net))
     assert pic.drawn()[0].spec.c_out == (16 if spec.startswith("resnet") else 24)  # the stem, scaled by 1/4
 
 

@@ -148,24 +148,25 @@ def stage_part(i: int, stage, n_stages: int) -> Part:
     )
 
 
-def network_of(spec: str | Design | Network, regime: str = "resnet50", width_mult: float = 1.0,
-               depth_mult: float = 1.0) -> Network:
-    """The network of a step name or spec (in `regime`), a `Design` or a `Network`, scaled by the multipliers."""
+def design_of(spec: str | Design | Network, regime: str = "resnet50", width_mult: float = 1.0,
+              depth_mult: float = 1.0) -> Design:
+    """The design of a step name or spec (in `regime`), a `Design` or a `Network`, scaled by the multipliers."""
     if isinstance(spec, str):
         spec = get_regime(regime).design_for(spec)
     design = spec if isinstance(spec, Design) else Design(net=spec)
-    return scaled(design, width_mult, depth_mult).net
+    return scaled(design, width_mult, depth_mult)
 
 
 def picture(spec: str | Design | Network, regime: str = "resnet50", width_mult: float = 1.0,
             depth_mult: float = 1.0, num_classes: int = 1000, img_size: int = 224) -> Picture:
     """The picture of a step: stem, every stage's downsampling and first block, head, read from the layer plan."""
-    net = network_of(spec, regime, width_mult, depth_mult)
-    p = plan(net, num_classes)
-    c = count(net, img_size, num_classes)
+    design = design_of(spec, regime, width_mult, depth_mult)
+    p = plan(design.net, num_classes)
+    c = count(design.net, img_size, num_classes)
     title = spec if isinstance(spec, str) else "design"
     depths = ", ".join(str(len(s.blocks)) for s in p.stages)
-    summary = f"blocks per stage ({depths}); {c.params:,} parameters, {c.gflops:.3f} GFLOPs at {img_size} px"
+    summary = (f"blocks per stage ({depths}); {c.params:,} parameters, {c.gflops:.3f} GFLOPs at {img_size} px; "
+               f"trained with the {design.recipe.name!r} recipe")
     parts = (
         Part(f"stem: image \u2192 {p.stem[0].c_out}-d", items(p.stem)),
         *(stage_part(i, st, len(p.stages)) for i, st in enumerate(p.stages)),
