@@ -21,8 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import Bbox
 
-from reports.files import atomic_write
 from reports.table import spearman
+from roadmap.files import atomic_write
 
 DPI = 110
 FIGURES = ("fig_roadmap.png", "fig_acc_vs_flops.png", "fig_curves.png", "fig_delta.png")
@@ -151,39 +151,10 @@ def fig_roadmap(summary: pd.DataFrame, path: Path, title: str) -> None:
     fig = Figure(figsize=(12.5, max(4.5, 0.42 * n + 2.2)), layout="constrained")
     ax, axp = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3.2, 1]})
     ys = np.arange(n)
-    ours = summary["top1_mean"].dropna()
-    if len(ours):
-        low, high = float(ours.min()), float((summary["top1_mean"] + summary["top1_std"].fillna(0)).max())
-        span = max(high - low, 4.0)
-        lo = max(0.0, math.floor(low - 0.6 * span - 1))
-        hi = high + 0.45 * span + 2
-    else:
-        lo, hi = 0.0, 100.0
+    lo, hi = _top1_range(summary)
     for y, row in zip(ys, summary.itertuples(index=False), strict=True):
         color = _color(colors, row.section_key)
-        flops = f"{row.gflops_224:.2f} GFLOPs" if _finite(row.gflops_224) else ""
-        if row.n:
-            ax.barh(y, row.top1_mean - lo, left=lo, height=0.72, color=color, zorder=2,
-                    hatch="///" if row.is_branch else "..." if row.is_baseline else None, edgecolor="white",
-                    linewidth=0.6)
-            std = row.top1_std if _finite(row.top1_std) else 0.0
-            if std:
-                ax.errorbar(row.top1_mean, y, xerr=std, color="black", lw=1, capsize=3, zorder=3)
-            value = f"{row.top1_mean:.2f}" + (f" ± {row.top1_std:.2f}" if std else "")
-            if row.status_kind == "partial":
-                value += f"  ({row.n} of {row.n_runs} runs finished)"
-            ax.text(row.top1_mean + std + 0.01 * (hi - lo), y, value, va="center", ha="left", fontsize=8.5,
-                    zorder=4)
-            if flops:
-                ax.text(lo + 0.01 * (hi - lo), y, flops, va="center", ha="left", fontsize=8, color="white",
-                        fontweight="bold", zorder=4,
-                        bbox=dict(boxstyle="square,pad=0.15", facecolor=color, edgecolor="none"))
-        else:
-            kind = row.status_kind
-            text = row.status + (f"  ·  {flops}" if flops else "")
-            ax.text(lo + 0.01 * (hi - lo), y, text, va="center", ha="left", fontsize=8.5,
-                    color=STATUS_COLORS.get(kind, "black"), fontweight="bold" if kind == "diverged" else "normal",
-                    fontstyle="italic" if kind == "missing" else "normal", zorder=4)
+        _step_bar(ax, y, row, color, lo, hi)
         if _finite(row.paper_top1):
             axp.scatter(row.paper_top1, y, marker="D", s=36, color=color, edgecolor="black", linewidth=0.6,
                         zorder=3)
@@ -217,6 +188,40 @@ def fig_roadmap(summary: pd.DataFrame, path: Path, title: str) -> None:
     _save(fig, path)
 
 
+def _top1_range(summary: pd.DataFrame) -> tuple[float, float]:
+    """The top-1 axis of Figure 2: from a little below the lowest mean (bars start there) to room for labels."""
+    ours = summary["top1_mean"].dropna()
+    if not len(ours):
+        return 0.0, 100.0
+    low, high = float(ours.min()), float((summary["top1_mean"] + summary["top1_std"].fillna(0)).max())
+    span = max(high - low, 4.0)
+    return max(0.0, math.floor(low - 0.6 * span - 1)), high + 0.45 * span + 2
+
+
+def _step_bar(ax, y: float, row, color: str, lo: float, hi: float) -> None:
+    """One step's bar in Figure 2 (mean, seed spread, GFLOPs on the bar), or its status where it has no result."""
+    flops = f"{row.gflops_224:.2f} GFLOPs" if _finite(row.gflops_224) else ""
+    if not row.n:
+        kind = row.status_kind
+        text = row.status + (f"  ·  {flops}" if flops else "")
+        ax.text(lo + 0.01 * (hi - lo), y, text, va="center", ha="left", fontsize=8.5,
+                color=STATUS_COLORS.get(kind, "black"), fontweight="bold" if kind == "diverged" else "normal",
+                fontstyle="italic" if kind == "missing" else "normal", zorder=4)
+        return
+    ax.barh(y, row.top1_mean - lo, left=lo, height=0.72, color=color, zorder=2,
+            hatch="///" if row.is_branch else "..." if row.is_baseline else None, edgecolor="white", linewidth=0.6)
+    std = row.top1_std if _finite(row.top1_std) else 0.0
+    if std:
+        ax.errorbar(row.top1_mean, y, xerr=std, color="black", lw=1, capsize=3, zorder=3)
+    value = f"{row.top1_mean:.2f}" + (f" ± {row.top1_std:.2f}" if std else "")
+    if row.status_kind == "partial":
+        value += f"  ({row.n} of {row.n_runs} runs finished)"
+    ax.text(row.top1_mean + std + 0.01 * (hi - lo), y, value, va="center", ha="left", fontsize=8.5, zorder=4)
+    if flops:
+        ax.text(lo + 0.01 * (hi - lo), y, flops, va="center", ha="left", fontsize=8, color="white",
+                fontweight="bold", zorder=4, bbox=dict(boxstyle="square,pad=0.15", facecolor=color, edgecolor="none"))
+
+
 def fig_acc_vs_flops(summary: pd.DataFrame, path: Path, title: str) -> None:
     """Top-1 against GFLOPs at 224 px: the main path as arrows from ResNet-50 to ConvNeXt-T, branches apart."""
     colors = section_colors(summary)
@@ -232,36 +237,10 @@ def fig_acc_vs_flops(summary: pd.DataFrame, path: Path, title: str) -> None:
         xpad, ypad = max(xr[1] - xr[0], 0.2) * 0.14, max(yr[1] - yr[0], 1.0) * 0.14
         ax.set_xlim(xr[0] - xpad, xr[1] + 2 * xpad)  # room for labels right of the rightmost points
         ax.set_ylim(yr[0] - ypad, yr[1] + ypad)
-    obstacles: list[tuple[float, float]] = []
-    mx, my = list(main["gflops_224"]), list(main["top1_mean"])
-    xspan = max(ax.get_xlim()[1] - ax.get_xlim()[0], 1e-9)
-    for x0, y0, x1, y1 in zip(mx, my, mx[1:], my[1:], strict=False):
-        # Steps that keep the GFLOPs move straight up or down: bend those arrows so up and down stay apart.
-        rad = 0.3 if abs(x1 - x0) < 0.01 * xspan else 0.0
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=2,
-                    arrowprops=dict(arrowstyle="-|>", color="#555555", lw=1.1, shrinkA=5, shrinkB=5,
-                                    mutation_scale=11, connectionstyle=f"arc3,rad={rad}"))
-        if not rad:
-            obstacles += [(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t) for t in np.linspace(0.15, 0.85, 8)]
+    obstacles = _main_path_arrows(ax, list(main["gflops_224"]), list(main["top1_mean"]))
     by_step = {r.step: r for r in pts.itertuples(index=False)}
     for row in pts.itertuples(index=False):
-        color = _color(colors, row.section_key)
-        std = row.top1_std if _finite(row.top1_std) else None
-        if std:
-            ax.errorbar(row.gflops_224, row.top1_mean, yerr=std, color=color, lw=1, capsize=2, zorder=2)
-        if row.is_baseline:  # a reference point, not a step: no line to a parent
-            ax.scatter(row.gflops_224, row.top1_mean, marker="*", s=170, color=color, edgecolor="black",
-                       linewidth=0.6, zorder=4)
-        elif row.is_branch or row.edited:
-            ax.scatter(row.gflops_224, row.top1_mean, marker="s" if row.is_branch else "^", s=55,
-                       facecolor="white", edgecolor=color, linewidth=1.8, zorder=4)
-            parent = by_step.get(row.delta_vs or "")
-            if parent is not None:
-                ax.plot([parent.gflops_224, row.gflops_224], [parent.top1_mean, row.top1_mean], ls=":",
-                        color=color, lw=1, zorder=1)
-        else:
-            ax.scatter(row.gflops_224, row.top1_mean, s=60, color=color, edgecolor="black", linewidth=0.5,
-                       zorder=4)
+        _flops_point(ax, row, _color(colors, row.section_key), by_step)
     # Many steps share ~4.15 GFLOPs and similar accuracy: number the points (roadmap order) and key the numbers
     # beside the plot, so no label can hide another.
     number = {step: i for i, step in enumerate(summary["step"])}
@@ -278,7 +257,50 @@ def fig_acc_vs_flops(summary: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_ylabel("our top-1 (%), final epoch")
     ax.grid(color="#eeeeee", zorder=0)
     ax.set_axisbelow(True)
-    handles = _section_handles(summary, colors)
+    fig.legend(handles=_flops_legend(summary, colors), loc="upper left", bbox_to_anchor=(0.775, 0.85), fontsize=8.5,
+               frameon=False)
+    fig.suptitle(f"Top-1 vs GFLOPs along the roadmap\n{title}", fontsize=11)
+    _save(fig, path)
+
+
+def _main_path_arrows(ax, mx: list[float], my: list[float]) -> list[tuple[float, float]]:
+    """Arrows along the main path, step to step; returns points along the straight ones, for labels to avoid."""
+    obstacles: list[tuple[float, float]] = []
+    xspan = max(ax.get_xlim()[1] - ax.get_xlim()[0], 1e-9)
+    for x0, y0, x1, y1 in zip(mx, my, mx[1:], my[1:], strict=False):
+        # Steps that keep the GFLOPs move straight up or down: bend those arrows so up and down stay apart.
+        rad = 0.3 if abs(x1 - x0) < 0.01 * xspan else 0.0
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=2,
+                    arrowprops=dict(arrowstyle="-|>", color="#555555", lw=1.1, shrinkA=5, shrinkB=5,
+                                    mutation_scale=11, connectionstyle=f"arc3,rad={rad}"))
+        if not rad:
+            obstacles += [(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t) for t in np.linspace(0.15, 0.85, 8)]
+    return obstacles
+
+
+def _flops_point(ax, row, color: str, by_step: dict) -> None:
+    """One step in the top-1 vs GFLOPs plot: a main-path dot, a branch or composed spec linked to its parent,
+    or a reference model's star."""
+    std = row.top1_std if _finite(row.top1_std) else None
+    if std:
+        ax.errorbar(row.gflops_224, row.top1_mean, yerr=std, color=color, lw=1, capsize=2, zorder=2)
+    if row.is_baseline:  # a reference point, not a step: no line to a parent
+        ax.scatter(row.gflops_224, row.top1_mean, marker="*", s=170, color=color, edgecolor="black",
+                   linewidth=0.6, zorder=4)
+    elif row.is_branch or row.edited:
+        ax.scatter(row.gflops_224, row.top1_mean, marker="s" if row.is_branch else "^", s=55,
+                   facecolor="white", edgecolor=color, linewidth=1.8, zorder=4)
+        parent = by_step.get(row.delta_vs or "")
+        if parent is not None:
+            ax.plot([parent.gflops_224, row.gflops_224], [parent.top1_mean, row.top1_mean], ls=":",
+                    color=color, lw=1, zorder=1)
+    else:
+        ax.scatter(row.gflops_224, row.top1_mean, s=60, color=color, edgecolor="black", linewidth=0.5, zorder=4)
+
+
+def _flops_legend(summary: pd.DataFrame, colors: dict[str, str]) -> list:
+    """The legend of the top-1 vs GFLOPs plot: sections, then the marks the plot uses."""
+    handles: list = _section_handles(summary, colors)
     handles += [
         Line2D([], [], color="#555555", marker=">", lw=1.1, label="main path, in order"),
         Line2D([], [], marker="s", ls="", markerfacecolor="white", markeredgecolor="#555555", label="branch"),
@@ -289,9 +311,7 @@ def fig_acc_vs_flops(summary: pd.DataFrame, path: Path, title: str) -> None:
     if summary["is_baseline"].any():
         handles.append(Line2D([], [], marker="*", ls="", markersize=11, color="#dddddd", markeredgecolor="black",
                               label="reference model (timm)"))
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.775, 0.85), fontsize=8.5, frameon=False)
-    fig.suptitle(f"Top-1 vs GFLOPs along the roadmap\n{title}", fontsize=11)
-    _save(fig, path)
+    return handles
 
 
 def fig_curves(summary: pd.DataFrame, curves: pd.DataFrame, path: Path, title: str) -> None:

@@ -1,30 +1,46 @@
 """Read the result records of an `--out` directory (docs/records.md) into one pandas row per run.
 
-Only the stored files are read: plan.json, and per run directory config.json, metrics.jsonl, result.json and
-the `lock` file (to tell a run that is training now from one that was interrupted). Nothing here needs the
-step catalog or the model code: each config.json carries its step's section, paper numbers and complexity.
+Only the stored files are read, through roadmap.schema: plan.json, and per run directory config.json,
+metrics.jsonl, result.json and the `lock` file (to tell a run that is training now from one that was interrupted).
+Nothing here needs the model code: each config.json carries its step's section, paper numbers and complexity; the
+step catalog (pure Python) gives the roadmap's order and describes steps no record describes.
 """
 
 from __future__ import annotations
 
-import fcntl
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from reports.errors import fail
-from reports.files import Unreadable, load_json, load_jsonl
-
-CANONICAL_ORDER: tuple[str, ...] = (
-    "resnet50", "training_recipe", "stage_ratio", "patchify_stem", "depthwise_conv", "resnext_width",
-    "inverted_bottleneck", "move_up_dwconv", "kernel_5", "large_kernel", "kernel_9", "kernel_11", "gelu",
-    "fewer_activations", "fewer_norms", "layer_norm", "separate_downsampling",
+from roadmap.files import Unreadable, fail, lock_held
+from roadmap.schema import (
+    BASELINE_PREFIX,
+    BASELINE_SECTION,
+    CONFIG,
+    METRICS,
+    RESULT,
+    Budget,
+    Complexity,
+    DatasetInfo,
+    EpochMetrics,
+    NotARecord,
+    PaperNumbers,
+    Plan,
+    RunConfig,
+    RunResult,
+    Section,
+    read_config,
+    read_metrics,
+    read_result,
 )
-"""The 17 steps in roadmap (Figure 2) order: used only to order steps when plan.json is missing."""
+from roadmap.schema import read_plan as read_plan_file
+from steps import ALIASES, ROADMAP, STEPS
+
+CANONICAL_ORDER: tuple[str, ...] = tuple(step.name for step in ROADMAP)
+"""The roadmap's steps in Figure 2's order (the catalog's): used only to order steps when plan.json is missing."""
 
 RUN_COLUMNS: tuple[str, ...] = (
     "run_id", "step", "step_name", "seed", "status", "status_text", "counted", "excluded", "order",
@@ -48,77 +64,43 @@ _NUMERIC = ("seed", "paper_top1", "paper_gflops", "params", "params_224", "gflop
             "epochs_done", "diverged_epoch", "val_top1", "val_top5", "train_top1", "best_val_top1", "wall_seconds",
             "images_per_s", "last_epoch", "last_train_loss", "last_val_top1")
 
-_RECORDS = ("config.json", "metrics.jsonl", "result.json", "checkpoint.pt")
+_RECORDS = (CONFIG, METRICS, RESULT, "checkpoint.pt")
 """A directory with any of these is a run's (one with a lock alone has not started)."""
 
 # Fields that describe the step itself (not the run): borrowed by a *missing* step from any other config of it.
 _STEP_FIELDS = ("step_name", "section_key", "section_number", "section_title", "branch_of", "baseline",
                 "paper_top1", "paper_gflops", "paper_footnote")
 
-BASELINE_PREFIX = "timm:"
-"""Specs of reference models (`timm:NAME`), trained beside the roadmap with the same recipe."""
-BASELINE_SECTION = {"key": "baseline", "number": "", "title": "Reference models (timm)"}
-"""The section of a baseline, in its config.json (written by runner.baselines) and in reports."""
 
-
-def read_json(path: Path, what_to_do: str) -> Any:
-    """Parse one JSON file; a malformed one is a `RoadmapError` naming the file and saying `what_to_do`."""
-    try:
-        return load_json(path)
-    except Unreadable as e:
-        fail(f"{e}: {what_to_do}")
-
-
-def read_plan(out_dir: str | Path) -> dict[str, Any] | None:
+def read_plan(out_dir: str | Path) -> Plan | None:
     """plan.json of `out_dir` (what the last `roadmap run` meant to produce), or None when there is none."""
     path = Path(out_dir) / "plan.json"
     if not path.is_file():
         return None
-    plan = read_json(path, "fix it or delete plan.json (the report then orders steps by the roadmap)")
-    if not isinstance(plan, dict) or not isinstance(plan.get("steps", []), list):
-        fail(f"{path} is not a plan (expected an object with a 'steps' list): fix it or delete it")
-    return plan
-
-
-def lock_held(path: Path) -> bool:
-    """Whether another process holds the run's `lock` (fcntl) right now, i.e. the run is training."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False  # no lock file: nobody trains this run
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False  # a file system without flock: cannot tell, so do not claim the run is alive
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+        return read_plan_file(path)
+    except NotARecord as e:
+        fail(f"{e}: fix it or delete it")
+    except Unreadable as e:
+        fail(f"{e}: fix it or delete plan.json (the report then orders steps by the roadmap)")
 
 
-def _get(data: Any, *keys: str, default: Any = None) -> Any:
-    """`data[k1][k2]...`, or `default` where a level is missing or not a dict."""
-    for key in keys:
-        if not isinstance(data, dict) or key not in data:
-            return default
-        data = data[key]
-    return default if data is None else data
+def _or(value: Any, default: Any) -> Any:
+    """`value`, or `default` where the record lacks it (None)."""
+    return default if value is None else value
 
 
 def _num(value: Any) -> float:
-    """A float for numeric JSON values, NaN for anything else (null, missing, strings)."""
+    """A float for numeric values, NaN for anything else (None: missing from the record)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return math.nan
     return float(value)
 
 
-def _status(result: dict[str, Any] | None, metrics: list[dict[str, Any]], epochs: float,
+def _status(result: RunResult | None, metrics: list[EpochMetrics], epochs: float,
             lock: Path) -> tuple[str, str, float]:
     """(status, status text, diverged epoch) of one run, from result.json or, without one, its lock."""
-    last = _num(metrics[-1].get("epoch")) if metrics else math.nan
+    last = _num(metrics[-1].epoch) if metrics else math.nan
     of = f"/{int(epochs)}" if not math.isnan(epochs) else ""
     if result is None:
         if lock_held(lock):
@@ -126,107 +108,84 @@ def _status(result: dict[str, Any] | None, metrics: list[dict[str, Any]], epochs
             return "running", text, math.nan
         text = f"interrupted after epoch {int(last)}{of}" if not math.isnan(last) else "interrupted before epoch 1"
         return "interrupted", text, math.nan
-    status = str(result.get("status", "done"))
-    if status == "diverged":
-        epoch = _num(_get(result, "diverged", "epoch"))
+    if result.status == "diverged":
+        epoch = _num(result.diverged.epoch if result.diverged else None)
         return "diverged", (f"diverged at epoch {int(epoch)}" if not math.isnan(epoch) else "diverged"), epoch
-    return status, status, math.nan
+    return result.status, result.status, math.nan
 
 
 def _run_row(run_dir: Path) -> dict[str, Any]:
     """One run directory as a flat dict of RUN_COLUMNS; Unreadable when its config or result cannot be read."""
-    cfg = load_json(run_dir / "config.json")
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("step"), str):
-        raise Unreadable(f"{run_dir / 'config.json'} is not a run config (no 'step')", "config.json has no step")
-    result_path = run_dir / "result.json"
-    result = None
-    if result_path.is_file():
-        result = load_json(result_path)
-        if not isinstance(result, dict):
-            raise Unreadable(f"{result_path} is not a result (expected a JSON object)", "result.json is no result")
-    metrics = load_jsonl(run_dir / "metrics.jsonl")
-    last = metrics[-1] if metrics else {}
-    epochs = _num(_get(cfg, "budget", "epochs"))
-    status, text, div_epoch = _status(result, metrics, epochs, run_dir / "lock")
-    res = result or {}
-    seconds = [_num(m.get("seconds")) for m in metrics]
-    speeds = [_num(m.get("images_per_s")) for m in metrics]
-    wall = _num(res.get("wall_seconds"))
-    if math.isnan(wall) and seconds and not any(math.isnan(s) for s in seconds):
-        wall = sum(seconds)  # an unfinished run: the time of its finished epochs
-    speed = _num(res.get("images_per_s"))
-    if math.isnan(speed) and speeds and not all(math.isnan(s) for s in speeds):
-        speed = float(pd.Series(speeds).mean())
+    config = read_config(run_dir / CONFIG)
+    result = read_result(run_dir / RESULT) if (run_dir / RESULT).is_file() else None
+    metrics = read_metrics(run_dir / METRICS)
+    return {"run_id": run_dir.name, **_config_columns(config), **_outcome_columns(config, result, metrics, run_dir),
+            "unreadable": ""}
+
+
+def _config_columns(cfg: RunConfig) -> dict[str, Any]:
+    """The columns config.json gives: the step, its paper numbers and complexity, the data, budget and provenance.
+    Parts an older or damaged config lacks read as empty (NaN, "?" or "")."""
+    section, paper, size = cfg.section or Section(), cfg.paper or PaperNumbers(), cfg.complexity or Complexity()
+    data, budget = cfg.dataset or DatasetInfo(), cfg.budget or Budget.from_dict({})
+    recipe = _or(cfg.design, {}).get("recipe")
+    recipe = recipe if isinstance(recipe, dict) else {}
     return {
-        "run_id": run_dir.name,
-        "step": cfg["step"],
-        "step_name": _get(cfg, "step_name", default=cfg["step"]),
-        "seed": _num(cfg.get("seed")),
-        "status": status,
-        "status_text": text,
-        "section_key": _get(cfg, "section", "key", default=""),
-        "section_number": str(_get(cfg, "section", "number", default="")),
-        "section_title": _get(cfg, "section", "title", default=""),
-        "branch_of": _get(cfg, "branch_of"),
-        "baseline": _get(cfg, "baseline"),
-        "paper_top1": _num(_get(cfg, "paper", "top1")),
-        "paper_gflops": _num(_get(cfg, "paper", "gflops")),
-        "paper_footnote": _get(cfg, "paper", "footnote", default=""),
-        "params": _num(_get(cfg, "complexity", "params")),
-        "params_224": _num(_get(cfg, "complexity", "params_224")),
-        "gflops_224": _num(_get(cfg, "complexity", "gflops_224")),
-        "gflops_run": _num(_get(cfg, "complexity", "gflops_run")),
-        "img_size": _num(_get(cfg, "complexity", "img_size", default=_get(cfg, "dataset", "img_size"))),
-        "dataset": _get(cfg, "dataset", "name", default="?"),
-        "num_classes": _num(_get(cfg, "dataset", "num_classes")),
-        "classes": _get(cfg, "dataset", "classes", default=[]),
-        "train_size": _num(_get(cfg, "dataset", "train_size")),
-        "val_size": _num(_get(cfg, "dataset", "val_size")),
-        "synthetic": bool(_get(cfg, "dataset", "synthetic", default=False)),
-        "preset": _get(cfg, "budget", "preset", default="?"),
-        "epochs": epochs,
-        "batch_size": _num(_get(cfg, "budget", "batch_size")),
-        "lr": _num(_get(cfg, "budget", "lr")),
-        "warmup_epochs": _num(_get(cfg, "budget", "warmup_epochs")),
-        "train_batches": _num(_get(cfg, "budget", "train_batches")),
-        "val_batches": _num(_get(cfg, "budget", "val_batches")),
-        "epochs_rule": _get(cfg, "budget", "epochs_rule", default=""),
-        "recipe": _get(cfg, "design", "recipe", "name", default="?"),
-        "optimizer": _get(cfg, "design", "recipe", "optimizer", default="?"),
-        "schedule": _get(cfg, "design", "recipe", "schedule", default="?"),
-        "ema": bool(_get(cfg, "design", "recipe", "ema", default=False)),
-        "device": str(_get(cfg, "device", default="?")),
-        "code_version": str(_get(cfg, "code_version", default="?")),
-        "git_revision": str(_get(cfg, "git_revision", default="")),
-        "packages": _get(cfg, "packages", default={}),
-        "command": _get(cfg, "command", default=""),
-        "created": str(_get(cfg, "created", default="")),
-        "epochs_done": _num(res.get("epochs", last.get("epoch"))),
-        "diverged_epoch": div_epoch,
-        "val_top1": _num(res.get("val_top1")),
-        "val_top5": _num(res.get("val_top5")),
-        "train_top1": _num(res.get("train_top1")),
-        "best_val_top1": _num(res.get("best_val_top1")),
-        "wall_seconds": wall,
-        "images_per_s": speed,
-        "last_epoch": _num(last.get("epoch")),
-        "last_train_loss": _num(last.get("train_loss")),
-        "last_val_top1": _num(last.get("val_top1")),
-        "per_class": res.get("per_class") if isinstance(res.get("per_class"), list) else [],
-        "metrics": metrics,
-        "unreadable": "",
+        "step": cfg.step, "step_name": _or(cfg.step_name, cfg.step), "seed": _num(cfg.seed),
+        "section_key": section.key, "section_number": section.number, "section_title": section.title,
+        "branch_of": cfg.branch_of, "baseline": cfg.baseline,
+        "paper_top1": _num(paper.top1), "paper_gflops": _num(paper.gflops), "paper_footnote": paper.footnote,
+        "params": _num(size.params), "params_224": _num(size.params_224), "gflops_224": _num(size.gflops_224),
+        "gflops_run": _num(size.gflops_run), "img_size": _num(_or(size.img_size, data.img_size)),
+        "dataset": _or(data.name, "?"), "num_classes": _num(data.num_classes), "classes": data.classes,
+        "train_size": _num(data.train_size), "val_size": _num(data.val_size), "synthetic": bool(data.synthetic),
+        "preset": _or(budget.preset, "?"), "epochs": _num(budget.epochs), "batch_size": _num(budget.batch_size),
+        "lr": _num(budget.lr), "warmup_epochs": _num(budget.warmup_epochs),
+        "train_batches": _num(budget.train_batches), "val_batches": _num(budget.val_batches),
+        "epochs_rule": _or(budget.epochs_rule, ""),
+        "recipe": _or(recipe.get("name"), "?"), "optimizer": _or(recipe.get("optimizer"), "?"),
+        "schedule": _or(recipe.get("schedule"), "?"), "ema": bool(_or(recipe.get("ema"), False)),
+        "device": _or(cfg.device, "?"), "code_version": _or(cfg.code_version, "?"),
+        "git_revision": _or(cfg.git_revision, ""), "packages": _or(cfg.packages, {}), "command": _or(cfg.command, ""),
+        "created": _or(cfg.created, ""),
     }
 
 
-def _unreadable_row(run_dir: Path, error: Unreadable, plan: dict[str, Any] | None,
+def _outcome_columns(cfg: RunConfig, result: RunResult | None, metrics: list[EpochMetrics],
+                     run_dir: Path) -> dict[str, Any]:
+    """The columns result.json and metrics.jsonl give: status, accuracies, time and the per-epoch history. An
+    unfinished run (no result.json) takes its time and speed from its finished epochs."""
+    epochs = _num(cfg.budget.epochs if cfg.budget else None)
+    status, text, div_epoch = _status(result, metrics, epochs, run_dir / "lock")
+    res = result or RunResult.from_dict({})
+    last = metrics[-1] if metrics else EpochMetrics()
+    seconds = [_num(m.seconds) for m in metrics]
+    speeds = [_num(m.images_per_s) for m in metrics]
+    wall = _num(res.wall_seconds)
+    if math.isnan(wall) and seconds and not any(math.isnan(s) for s in seconds):
+        wall = sum(seconds)  # an unfinished run: the time of its finished epochs
+    speed = _num(res.images_per_s)
+    if math.isnan(speed) and speeds and not all(math.isnan(s) for s in speeds):
+        speed = float(pd.Series(speeds).mean())
+    return {
+        "status": status, "status_text": text,
+        "epochs_done": _num(res.epochs if res.epochs is not None else last.epoch), "diverged_epoch": div_epoch,
+        "val_top1": _num(res.val_top1), "val_top5": _num(res.val_top5), "train_top1": _num(res.train_top1),
+        "best_val_top1": _num(res.best_val_top1), "wall_seconds": wall, "images_per_s": speed,
+        "last_epoch": _num(last.epoch), "last_train_loss": _num(last.train_loss), "last_val_top1": _num(last.val_top1),
+        "per_class": [c.to_dict() for c in res.per_class if c.class_ is not None],
+        "metrics": [m.to_dict() for m in metrics],
+    }
+
+
+def _unreadable_row(run_dir: Path, error: Unreadable, plan: Plan | None,
                     known: list[dict[str, Any]]) -> dict[str, Any]:
     """A run directory whose records cannot be read: its step and seed from plan.json or from its name
     (`<step>-s<seed>-<hash>`), the reason in `status_text` (short) and `unreadable` (in full)."""
-    planned = {str(r.get("dir")): r for r in (plan or {}).get("runs", []) if isinstance(r, dict)}
-    entry = planned.get(run_dir.name)
+    entry = next((r for r in (plan.runs if plan else []) if r.dir == run_dir.name), None)
     named = re.fullmatch(r"(.+)-s(\d+)-[0-9a-f]{10}", run_dir.name)
-    if entry is not None and isinstance(entry.get("step"), str):
-        step, seed = entry["step"], entry.get("seed")
+    if entry is not None and entry.step is not None:
+        step, seed = entry.step, entry.seed
     else:
         step, seed = (named.group(1), int(named.group(2))) if named else (run_dir.name, None)
     row = _missing_row(step, seed, run_dir.name, known)
@@ -246,33 +205,24 @@ def _missing_row(step: str, seed: Any, run_id: str, known: list[dict[str, Any]])
             row.update({k: other[k] for k in _STEP_FIELDS})
             return row
     if step.startswith(BASELINE_PREFIX):
-        row.update(baseline=step[len(BASELINE_PREFIX):], section_key=BASELINE_SECTION["key"],
-                   section_title=BASELINE_SECTION["title"])
+        row.update(baseline=step[len(BASELINE_PREFIX):], section_key=BASELINE_SECTION.key,
+                   section_title=BASELINE_SECTION.title)
     else:
         row.update(_catalog_fields(step))
     return row
 
 
 def aliases() -> dict[str, str]:
-    """Names users type for steps (`convnext_tiny`, section names) -> step names, from the step catalog when it
-    is importable (pure Python, no torch); empty otherwise, and then only step names are understood."""
-    try:
-        from steps.catalog import ALIASES
-    except ImportError:
-        return {}
+    """Names users type for steps (`convnext_tiny`, section names) -> step names, from the step catalog."""
     return dict(ALIASES)
 
 
 def _catalog_fields(step: str) -> dict[str, Any]:
-    """A missing step's section, branch and paper numbers from the step catalog, when it is importable.
+    """A missing step's section, branch and paper numbers from the step catalog (pure Python, no torch).
 
     Only a step with no config.json anywhere needs this (so that, e.g., a missing kernel_11 still reads as a
-    branch); the catalog is pure Python and imports no torch. Without it, the step is described by name only.
+    branch); a spec the catalog does not know is described by name only.
     """
-    try:
-        from steps.catalog import STEPS
-    except ImportError:
-        return {}
     found = STEPS.get(step)
     if found is None:
         return {}
@@ -281,9 +231,9 @@ def _catalog_fields(step: str) -> dict[str, Any]:
             "paper_gflops": found.paper_gflops, "paper_footnote": found.footnote}
 
 
-def _order_keys(rows: list[dict[str, Any]], plan: dict[str, Any] | None) -> dict[str, tuple[int, str, str]]:
+def _order_keys(rows: list[dict[str, Any]], plan: Plan | None) -> dict[str, tuple[int, str, str]]:
     """Sort key per step spec: plan.json order, then the roadmap's order, then first-created order."""
-    planned = [s for s in (plan or {}).get("steps", []) if isinstance(s, str)]
+    planned = plan.steps if plan else []
     first_created: dict[str, str] = {}
     for row in rows:
         created = row.get("created") or ""
@@ -309,11 +259,27 @@ def load_runs(out_dir: str | Path) -> pd.DataFrame:
     seed when there is no plan. `order` ranks the steps: plan.json's order, else the roadmap's.
     """
     out = Path(out_dir)
+    plan = read_plan(_check_out(out))
+    rows = _read_rows(out, plan)
+    for row in rows:
+        row["counted"], row["excluded"] = True, ""
+    if plan is not None:
+        rows += _apply_plan(rows, plan)
+    _drop_older_duplicates(rows)
+    return _frame(rows, plan)
+
+
+def _check_out(out: Path) -> Path:
+    """`out`, when it is a directory; a one-line error that says what to pass otherwise."""
     if not out.exists():
         fail(f"no such directory {out}: pass the --out directory that `roadmap run` wrote")
     if not out.is_dir():
         fail(f"{out} is not a directory: pass the --out directory that `roadmap run` wrote")
-    plan = read_plan(out)
+    return out
+
+
+def _read_rows(out: Path, plan: Plan | None) -> list[dict[str, Any]]:
+    """A row per run directory; a damaged run becomes an "unreadable" row and never hides the others."""
     dirs = sorted(p for p in out.iterdir() if p.is_dir() and any((p / f).is_file() for f in _RECORDS))
     if not dirs:
         fail(f"{out} contains no run records (no <run>/config.json): run `roadmap run --out {out}` first, "
@@ -322,39 +288,36 @@ def load_runs(out_dir: str | Path) -> pd.DataFrame:
     for d in dirs:
         try:
             rows.append(_run_row(d))
-        except Unreadable as e:  # one damaged run never hides the others
+        except Unreadable as e:
             broken.append((d, e))
     if not rows:
         fail(f"no run record in {out} can be read ({broken[0][1]}, ...): fix or delete the damaged files")
-    rows += [_unreadable_row(d, e, plan, rows) for d, e in broken]
+    return rows + [_unreadable_row(d, e, plan, rows) for d, e in broken]
+
+
+def _apply_plan(rows: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
+    """Leave out the runs plan.json does not list (an earlier plan); return a "missing" row per planned run
+    with no directory. An old plan.json without `runs` matches by step."""
+    planned_runs = [r for r in plan.runs if r.step is not None]
+    if planned_runs:
+        wanted = {str(r.dir) for r in planned_runs}
+        present = {row["run_id"] for row in rows}
+        missing = [_missing_row(r.step, r.seed, str(r.dir or r.step), rows)
+                   for r in planned_runs if str(r.dir) not in present]
+    else:
+        wanted = None
+        missing = [_missing_row(step, None, step, rows) for step in plan.steps
+                   if not any(row["step"] == step for row in rows)]
     for row in rows:
+        if (row["run_id"] not in wanted) if wanted is not None else (row["step"] not in plan.steps):
+            row["counted"], row["excluded"] = False, "not in plan.json (an earlier plan)"
+    for row in missing:
         row["counted"], row["excluded"] = True, ""
+    return missing
 
-    if plan is not None:
-        planned_runs = [r for r in plan.get("runs", []) if isinstance(r, dict) and isinstance(r.get("step"), str)]
-        if planned_runs:
-            wanted = {str(r.get("dir")) for r in planned_runs}
-            for row in rows:
-                if row["run_id"] not in wanted:
-                    row["counted"], row["excluded"] = False, "not in plan.json (an earlier plan)"
-            present = {row["run_id"] for row in rows}
-            for r in planned_runs:
-                if str(r.get("dir")) not in present:
-                    missing = _missing_row(r["step"], r.get("seed"), str(r.get("dir") or r["step"]), rows)
-                    missing["counted"], missing["excluded"] = True, ""
-                    rows.append(missing)
-        else:
-            steps = [s for s in plan.get("steps", []) if isinstance(s, str)]
-            for row in rows:
-                if row["step"] not in steps:
-                    row["counted"], row["excluded"] = False, "not in plan.json (an earlier plan)"
-            for step in steps:
-                if not any(row["step"] == step for row in rows):
-                    missing = _missing_row(step, None, step, rows)
-                    missing["counted"], missing["excluded"] = True, ""
-                    rows.append(missing)
 
-    # The same step and seed twice (budget or code changed between runs): the newest config counts.
+def _drop_older_duplicates(rows: list[dict[str, Any]]) -> None:
+    """The same step and seed twice (budget or code changed between runs): the newest config counts."""
     newest: dict[tuple[str, float], dict[str, Any]] = {}
     for row in rows:
         if not row["counted"] or row["status"] in ("missing", "unreadable"):
@@ -367,6 +330,9 @@ def load_runs(out_dir: str | Path) -> pd.DataFrame:
         else:
             newest[key] = row
 
+
+def _frame(rows: list[dict[str, Any]], plan: Plan | None) -> pd.DataFrame:
+    """The rows as a frame of RUN_COLUMNS, numeric columns as floats, sorted by step order, seed and run id."""
     keys = _order_keys(rows, plan)
     ranked = sorted(keys, key=lambda s: keys[s])
     for row in rows:

@@ -15,8 +15,6 @@ from typing import Any
 import pandas as pd
 
 from reports import figures
-from reports.errors import fail
-from reports.files import atomic_write, remove_stale_temps
 from reports.records import aliases, curves, load_runs, read_plan
 from reports.table import display_frame, fmt_gflops, fmt_num, fmt_top1, spearman, summarize, to_markdown
 from reports.verdict import (
@@ -26,6 +24,8 @@ from reports.verdict import (
     reproduction_section,
     underfit_runs,
 )
+from roadmap.files import atomic_write, fail, remove_stale_temps
+from roadmap.schema import Plan
 
 PAPER_EPOCH_RATIO = 90 / 300
 """The paper trains ResNet-50's original recipe 90 epochs and every modern-recipe step 300."""
@@ -151,7 +151,7 @@ def _ratio_verdict(present: pd.DataFrame) -> str:
             f"ratio {e_orig / e_mod:.2f}, the paper's 90:300 = 0.30 → {kept}{how}.")
 
 
-def _header(runs: pd.DataFrame, plan: dict[str, Any] | None) -> list[str]:
+def header_lines(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
     """Title and 'what was run', from plan.json and the configs of the counted runs."""
     present = runs[runs["status"] != "missing"]
     dataset = ", ".join(_distinct(present["dataset"])) or "?"
@@ -185,7 +185,7 @@ def _header(runs: pd.DataFrame, plan: dict[str, Any] | None) -> list[str]:
     lines.append(f"- **Recipes**: {_recipes(present)}")
     lines.append(f"- **Preset**: {', '.join(_distinct(present['preset']))}")
     seeds = sorted(int(s) for s in _distinct(present["seed"]))
-    planned = f"{plan['seeds']} per step planned; " if plan and isinstance(plan.get("seeds"), int) else ""
+    planned = f"{plan.seeds} per step planned; " if plan and plan.seeds is not None else ""
     lines.append(f"- **Seeds**: {planned}{len(seeds)} recorded ({', '.join(map(str, seeds))})")
     lines.append(f"- **Device**: {', '.join(_distinct(present['device']))}")
     versions = _distinct(f"{v} (git {g})" if g else v for v, g in zip(present["code_version"], present["git_revision"],
@@ -202,11 +202,11 @@ def _header(runs: pd.DataFrame, plan: dict[str, Any] | None) -> list[str]:
         dates = f"runs created {created[0]}"
     else:
         dates = f"runs created {created[0]} to {created[-1]}"
-    if plan and plan.get("created"):
-        dates = f"plan written {plan['created']}; {dates}"
+    if plan and plan.created:
+        dates = f"plan written {plan.created}; {dates}"
     lines.append(f"- **When**: {dates}")
     lines += ["", *_epoch_ratio(present)]
-    commands = [plan["command"]] if plan and plan.get("command") else _distinct(present["command"])
+    commands = [plan.command] if plan and plan.command else _distinct(present["command"])
     if commands:
         lines += ["Reproduce with:", "", "```sh", *commands, "```", ""]
     return lines
@@ -374,20 +374,17 @@ def _reference_models(summary: pd.DataFrame) -> list[str]:
     return lines + [to_markdown(cells), ""]
 
 
-def step_orders(summary: pd.DataFrame, plan: dict[str, Any] | None) -> list[figures.StepOrder]:
+def step_orders(summary: pd.DataFrame, plan: Plan | None) -> list[figures.StepOrder]:
     """The paper's order (the main-path steps present) and each `--order` of plan.json, as paths of nodes
     (step added, spec); empty when the plan has no `--order`."""
-    recorded = [o for o in (plan or {}).get("orders", []) if isinstance(o, dict)
-                and isinstance(o.get("steps"), list) and isinstance(o.get("specs"), list)
-                and len(o["specs"]) == len(o["steps"]) + 1]
+    recorded = [o for o in (plan.orders if plan else []) if len(o.specs) == len(o.steps) + 1]
     if not recorded:
         return []
     main = summary[~(summary["edited"] | summary["is_branch"] | summary["is_baseline"])]
     paths = [figures.StepOrder("the paper's order", [(s, s) for s in main["step"]])]
     for i, o in enumerate(recorded, 1):
-        start = str(o["specs"][0])
-        paths.append(figures.StepOrder(f"--order #{i}", list(zip([start, *map(str, o["steps"])],
-                                                                  map(str, o["specs"]), strict=True))))
+        start = o.specs[0]
+        paths.append(figures.StepOrder(f"--order #{i}", list(zip([start, *o.steps], o.specs, strict=True))))
     return paths
 
 
@@ -427,7 +424,7 @@ def _orders_section(summary: pd.DataFrame, paths: list[figures.StepOrder]) -> li
     return lines
 
 
-def _excluded(runs: pd.DataFrame) -> list[str]:
+def excluded_lines(runs: pd.DataFrame) -> list[str]:
     """Run directories present but left out of the summary, and why."""
     left = runs[~runs["counted"].astype(bool)]
     if not len(left):
@@ -460,7 +457,7 @@ def build_report(out_dir: str | Path, classes_step: str | None = None) -> Path:
     marked = summary.assign(label=[f"{label} {UNDERFIT_MARK}" if step in {c.step for c in underfit} else label
                                    for step, label in zip(summary["step"], summary["label"], strict=True)])
     cells, footnotes = display_frame(marked, "markdown")
-    lines = _header(counted, plan)
+    lines = header_lines(counted, plan)
     at = lines.index(next(line for line in lines if line.startswith("# ")))  # after a pipeline-check warning
     lines[at:at] = convergence_warning(underfit, counted)
     lines += ["## Results per step", "", to_markdown(cells), ""]
@@ -482,7 +479,7 @@ def build_report(out_dir: str | Path, classes_step: str | None = None) -> Path:
     lines += _leave_one_out(summary) + _reference_models(summary) + _orders_section(summary, orders)
     if chosen is not None:
         lines += _per_class(counted, chosen)
-    lines += _excluded(runs)
+    lines += excluded_lines(runs)
     text = "\n".join(lines).rstrip("\n") + "\n"
     path = out / "report.md"
     atomic_write(path, text.encode(), "report")

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from reports.errors import fail_unknown
 from reports.records import aliases, load_runs
+from roadmap.errors import unknown
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "step", "label", "step_name", "section", "section_key", "branch_of", "is_branch", "edited", "is_baseline",
@@ -335,7 +335,7 @@ def export_records(summary: pd.DataFrame) -> list[dict[str, Any]]:
 def render_summary(summary: pd.DataFrame, fmt: str) -> str:
     """The summary in one of FORMATS, as text ending with a newline."""
     if fmt not in FORMATS:
-        fail_unknown("results format", fmt, FORMATS)
+        raise unknown("results format", fmt, FORMATS)
     if fmt == "json":
         return json.dumps(export_records(summary), indent=2, ensure_ascii=False) + "\n"
     if fmt == "csv":
@@ -348,5 +348,5 @@ def render_summary(summary: pd.DataFrame, fmt: str) -> str:
 def results_table(out_dir: str | Path, fmt: str = "table") -> str:
     """The per-step summary of `out_dir` for `roadmap results`, in `fmt` (table, markdown, csv or json)."""
     if fmt not in FORMATS:
-        fail_unknown("results format", fmt, FORMATS)
+        raise unknown("results format", fmt, FORMATS)
     return render_summary(summarize(load_runs(out_dir)), fmt)

@@ -15,7 +15,7 @@ import difflib
 import functools
 from typing import Any
 
-from reports.records import BASELINE_PREFIX as PREFIX
+from roadmap.schema import BASELINE_PREFIX as PREFIX
 
 # The paper's ImageNet-1K numbers for the reference models it prints (PAPER.md: Swin-T 81.3 / 4.5).
 PAPER_NUMBERS: dict[str, dict[str, float]] = {

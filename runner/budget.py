@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from roadmap.design import Crop, Design, Recipe, Schedule
 from roadmap.errors import RoadmapError, unknown
+from roadmap.schema import Budget  # the record type config.json stores; derived here (make_budget)
 
 
 @dataclass(frozen=True)
@@ -60,22 +61,6 @@ PRESETS: dict[str, Preset] = {
 }
 
 ORIGINAL_TO_MODERN = 90 / 300  # the paper's budget ratio between the two recipes
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The effective training budget of one run (stored in its config.json)."""
-
-    preset: str
-    epochs: int
-    batch_size: int
-    lr: float  # after linear scaling to `batch_size`
-    warmup_epochs: float
-    img_size: int
-    train_batches: int  # 0 = all
-    val_batches: int  # validation batches of the last epoch (0 = all): the run's result
-    epochs_rule: str  # how `epochs` was derived, for the report
-    monitor_batches: int = 0  # validation batches of the epochs before the last (0 = as many as the last)
 
 
 def get_preset(name: str) -> Preset:

@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from reports.records import BASELINE_SECTION
+from roadmap import schema
 from roadmap.complexity import count
 from roadmap.design import FINETUNE_RECIPE, Design, Network, Recipe, parse_value, to_dict
 from roadmap.errors import RoadmapError
 from runner import baselines as timm_baselines
+from runner import store
 from runner.budget import (
     Budget,
     apply_budget,
@@ -35,7 +36,7 @@ from runner.budget import (
     scale_regularization,
     stem_stride_for,
 )
-from runner.store import RunDir, atomic_write_json, ensure_writable, run_id
+from runner.store import RunDir, ensure_writable, run_id
 from steps import Roadmap, get_regime, low_resolution, scaled
 
 
@@ -301,54 +302,37 @@ def _adapt(design: Design, preset, img_size: int, net_sets: dict, recipe_sets: d
     return design
 
 
-def config_for(run: PlannedRun, info, device: str, opts: RunOptions, world: int = 1) -> dict[str, Any]:
+def config_for(run: PlannedRun, info, device: str, opts: RunOptions, world: int = 1) -> schema.RunConfig:
     """config.json: everything needed to reproduce the run and to report on it without the code."""
     regime = get_regime(opts.regime)
     img = run.budget.img_size
     c = complexity_of(run, info.num_classes, regime)
     if run.model is not None:
         paper = timm_baselines.PAPER_NUMBERS.get(run.model)
-        step_fields = {"step_name": run.spec, "section": BASELINE_SECTION, "branch_of": None,
-                       "baseline": run.model, "paper": dict(paper, footnote="") if paper else None}
+        step_fields = {"step_name": run.spec, "section": schema.BASELINE_SECTION, "branch_of": None,
+                       "baseline": run.model, "paper": schema.PaperNumbers(**paper) if paper else None}
     else:
         step = regime.parse_spec(run.spec)[-1]
         is_paper_step = run.spec == step.name  # a composed spec (leave-one-out, reordered) is not the paper's model
         step_fields = {
-            "step_name": step.name,
-            "section": {"key": step.section.key, "number": step.section.number, "title": step.section.title},
-            "branch_of": step.branch_of,
-            "paper": {"top1": step.paper_top1, "gflops": step.paper_gflops, "footnote": step.footnote}
-            if is_paper_step else None,
+            "step_name": step.name, "branch_of": step.branch_of,
+            "section": schema.Section(step.section.key, step.section.number, step.section.title),
+            "paper": schema.PaperNumbers(step.paper_top1, step.paper_gflops, step.footnote) if is_paper_step else None,
         }
-    return {
-        "run_id": run.run_id,
-        "step": run.spec,
-        **step_fields,
-        "seed": run.seed,
-        "regime": regime.name,
-        "complexity": {
-            "params": c.params,  # the network as trained (after the preset's scaling)
-            "gflops_run": round(c.gflops_run, 5),  # ... at the run's resolution
-            "img_size": img,
-            "gflops_224": round(c.gflops_224, 4),  # full size at 224 px, 1000 classes: the paper's column
-            "params_224": c.params_224,
-        },
-        "dataset": {"name": info.name, "num_classes": info.num_classes, "classes": list(info.classes),
-                    "train_size": info.train_size, "val_size": info.val_size, "img_size": img,
-                    "synthetic": info.synthetic},
-        "budget": dataclasses.asdict(run.budget),
-        "design": described(run.design, run.model),
-        "identity": run.identity,
-        "device": device,
-        "code_version": code_version(),
-        "git_revision": git_revision(),
-        "packages": package_versions(),
-        "command": opts.command,
-        "created": _now(),
+    return schema.RunConfig(
+        run_id=run.run_id, step=run.spec, **step_fields, seed=run.seed, regime=regime.name,
+        complexity=schema.Complexity(params=c.params, gflops_run=round(c.gflops_run, 5), img_size=img,
+                                     gflops_224=round(c.gflops_224, 4), params_224=c.params_224),
+        dataset=schema.DatasetInfo(name=info.name, num_classes=info.num_classes, classes=list(info.classes),
+                                   train_size=info.train_size, val_size=info.val_size, img_size=img,
+                                   synthetic=info.synthetic),
+        budget=run.budget, design=described(run.design, run.model), identity=run.identity, device=device,
+        code_version=code_version(), git_revision=git_revision(), packages=package_versions(), command=opts.command,
+        created=_now(),
         # only when asked for: how each optimizer step is computed (not part of the run's identity, like --nproc)
-        **({"micro_batch": micro_batch_record(run, info.train_size, opts.micro_batch, world)}
-           if opts.micro_batch is not None else {}),
-    }
+        micro_batch=micro_batch_record(run, info.train_size, opts.micro_batch, world)
+        if opts.micro_batch is not None else None,
+    )
 
 
 def micro_batch_record(run: PlannedRun, train_size: int, micro: int | str | None, world: int = 1) -> dict[str, Any]:
@@ -420,7 +404,7 @@ def default_out(dataset: str) -> Path:
 def status_of(rd: RunDir) -> str:
     if rd.done:
         try:
-            return rd.read_result().get("status", "done")
+            return rd.read_result().status
         except RoadmapError:
             return "unreadable result.json"
     if rd.checkpoints():
@@ -490,8 +474,8 @@ def choose_data_path(mode: str, splits, device, workers: int, log, dist=None, pr
     DataLoader, which is faster there (docs/bench-cpu.md). Under DDP rank 0 decides and every process holds the
     whole set on its own device, taking its share of each batch. loader: always the DataLoader; device: the
     device path, whatever its size (on CPU too)."""
+    from runner.device_data import DeviceDataset
     from runner.dist import SINGLE, broadcast
-    from runner.gpu_data import DeviceDataset
 
     dist = dist or SINGLE
     if mode not in ("auto", "loader", "device"):
@@ -567,19 +551,19 @@ def _silent(_: str) -> None:
 
 
 def write_plan(out: Path, runs: list[PlannedRun], opts: RunOptions) -> None:
-    atomic_write_json(out / "plan.json", {
-        "steps": list(dict.fromkeys(r.spec for r in runs)), "seeds": seeds_of(opts), "dataset": opts.dataset,
-        "regime": opts.regime, "img_size": runs[0].budget.img_size, "preset": runs[0].budget.preset,
-        "command": opts.command, "created": _now(),
-        "orders": [_order_record(steps, get_regime(opts.regime)) for steps in opts.orders],
-        "runs": [{"step": r.spec, "seed": r.seed, "dir": r.run_id} for r in runs],
-    })
+    store.write_plan(out, schema.Plan(
+        steps=list(dict.fromkeys(r.spec for r in runs)), seeds=seeds_of(opts), dataset=opts.dataset,
+        regime=opts.regime, img_size=runs[0].budget.img_size, preset=runs[0].budget.preset,
+        command=opts.command, created=_now(),
+        orders=[_order_record(steps, get_regime(opts.regime)) for steps in opts.orders],
+        runs=[schema.PlanEntry(step=r.spec, seed=r.seed, dir=r.run_id) for r in runs],
+    ))
 
 
-def _order_record(order: list[str], regime: Roadmap) -> dict[str, list[str]]:
+def _order_record(order: list[str], regime: Roadmap) -> schema.OrderRecord:
     """plan.json's record of one step order: the steps added, in order, and the spec of each node (the first
     node is the starting model, which adds no step)."""
-    return {"steps": order_steps(order, regime), "specs": order_specs(order, regime)}
+    return schema.OrderRecord(steps=order_steps(order, regime), specs=order_specs(order, regime))
 
 
 def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool, log) -> list[str]:
@@ -609,11 +593,11 @@ def _train_all(opts, runs, splits, info, device, dist, out: Path, progress: bool
                 elif rd.done:  # finished by another process between our check and the lock
                     decision = "done"
                 elif not rd.config.exists():
-                    atomic_write_json(rd.config, config_for(r, info, str(device), opts, dist.world))
+                    rd.write_config(config_for(r, info, str(device), opts, dist.world))
             decision = broadcast(dist, decision)
             if decision == "done":
                 if dist.is_main and not rd.config.exists():  # lost; the same (the directory is its hash)
-                    atomic_write_json(rd.config, config_for(r, info, str(device), opts, dist.world))
+                    rd.write_config(config_for(r, info, str(device), opts, dist.world))
                     log(f"{label}: config.json was missing; written again")
                 log(_reused(rd, label))
                 continue
@@ -638,7 +622,7 @@ def _reused(rd: RunDir, label: str) -> str:
     """What to say of a finished run, which is never trained again (not even when its result.json is damaged:
     that is left for the user to look at)."""
     try:
-        return f"{label}: done earlier, reused ({rd.read_result().get('val_top1')} top-1)"
+        return f"{label}: done earlier, reused ({rd.read_result().val_top1} top-1)"
     except RoadmapError as e:
         return f"warning: {label}: {e}; kept as it is, not retrained"
 

@@ -1,7 +1,7 @@
 """The result store: one directory per run, named by what produced it, written so nothing is ever lost.
 
-Layout and file formats: docs/records.md. Every write is atomic (temp file + rename, reports.files) or an
-append of whole lines; a file lock keeps two processes from training the same run.
+Layout: docs/records.md; what the files hold: roadmap.schema. Every write is atomic (temp file + rename,
+roadmap.files) or an append of whole lines; a file lock keeps two processes from training the same run.
 """
 
 from __future__ import annotations
@@ -19,23 +19,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from reports import records
-from reports.files import Unreadable, append_line, atomic_write, load_jsonl, remove_stale_temps
+from roadmap import schema
 from roadmap.errors import RoadmapError
+from roadmap.files import Unreadable, append_line, atomic_write, lock_held, remove_stale_temps
+from roadmap.schema import CONFIG, METRICS, RESULT, EpochMetrics, Plan, Record, RunConfig, RunResult
 
 
 def atomic_write_bytes(path: Path, data: bytes, what: str = "file", keep: Path | None = None) -> None:
     """Write `data` to `path` so that a reader sees the old file or the new one, never a torn one (see
-    reports.files.atomic_write: synced, size-checked, a full disk is one line)."""
+    roadmap.files.atomic_write: synced, size-checked, a full disk is one line)."""
     atomic_write(path, data, what, keep)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode(), path.name)
+def write_record(path: Path, record: Record) -> None:
+    """Write a record (config.json, result.json, plan.json) atomically, as roadmap.schema formats it."""
+    atomic_write_bytes(path, record.to_json().encode(), path.name)
 
 
-def read_json(path: Path) -> Any:
-    return records.read_json(path, "delete it to train that run again")
+def write_plan(out: Path, plan: Plan) -> None:
+    """Write `out/plan.json`: what this run of the command means to produce."""
+    write_record(out / schema.PLAN, plan)
 
 
 def run_id(spec: str, seed: int, identity: dict[str, Any]) -> str:
@@ -62,35 +65,52 @@ class RunDir:
 
     def __init__(self, root: Path):
         self.root = root
-        self.config = root / "config.json"
-        self.metrics = root / "metrics.jsonl"
+        self.config = root / CONFIG
+        self.metrics = root / METRICS
         self.checkpoint = root / "checkpoint.pt"
         self.previous = root / "checkpoint.prev.pt"
         self.weights = root / "model.pt"
-        self.result = root / "result.json"
+        self.result = root / RESULT
         self.lock_path = root / "lock"
 
     @property
     def done(self) -> bool:
         return self.result.exists()
 
-    def read_result(self) -> dict[str, Any]:
-        return read_json(self.result)
+    def read_config(self) -> RunConfig:
+        try:
+            return schema.read_config(self.config)
+        except Unreadable as e:
+            raise RoadmapError(f"{e}: delete it to write it again") from None
 
-    def read_metrics(self) -> list[dict[str, Any]]:
+    def write_config(self, config: RunConfig) -> None:
+        write_record(self.config, config)
+
+    def read_result(self) -> RunResult:
+        try:
+            return schema.read_result(self.result)
+        except Unreadable as e:
+            raise RoadmapError(f"{e}: delete it to train that run again") from None
+
+    def write_result(self, result: RunResult) -> None:
+        write_record(self.result, result)
+
+    def read_metrics(self) -> list[EpochMetrics]:
         """The finished epochs (a torn last line dropped with a warning)."""
         try:
-            return load_jsonl(self.metrics)
+            return schema.read_metrics(self.metrics)
         except Unreadable as e:
             raise RoadmapError(f"{e}: delete that line or the file to redo the run") from None
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Replace metrics.jsonl with `rows` (on resume: the history the checkpoint holds, which also drops a
-        line torn by a crash)."""
-        atomic_write_bytes(self.metrics, "".join(json.dumps(r) + "\n" for r in rows).encode(), "metrics")
+        line torn by a crash); each row as a roadmap.schema.EpochMetrics."""
+        lines = "".join(EpochMetrics(**r).to_line() + "\n" for r in rows)
+        atomic_write_bytes(self.metrics, lines.encode(), "metrics")
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        append_line(self.metrics, json.dumps(row), "metrics line")
+        """Append one finished epoch (a roadmap.schema.EpochMetrics as a dict) to metrics.jsonl."""
+        append_line(self.metrics, EpochMetrics(**row).to_line(), "metrics line")
 
     def save_checkpoint(self, data: bytes) -> None:
         """Write checkpoint.pt; the one it replaces stays as checkpoint.prev.pt until the next is on disk."""
@@ -134,7 +154,4 @@ class RunDir:
 
     def is_locked(self) -> bool:
         """Whether another process holds the lock right now."""
-        if not self.lock_path.exists():
-            return False
-        with self.lock() as mine:
-            return not mine
+        return lock_held(self.lock_path)

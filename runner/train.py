@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,10 +27,11 @@ from tqdm.auto import tqdm
 
 from roadmap.design import Design
 from roadmap.model import build_model
+from roadmap.schema import ClassScore, Diverged, EpochMetrics, RunResult
 from runner import recipes
 from runner.budget import Budget
 from runner.dist import SINGLE, Dist, Shard, ShardedPermutation, all_reduce_sum, barrier, synchronize
-from runner.store import RunDir, atomic_write_bytes, atomic_write_json
+from runner.store import RunDir, atomic_write_bytes
 
 
 class Transformed(Dataset):
@@ -145,13 +146,13 @@ def _loaders(job: Job, epoch: int, micro: int | None = None):
 @functools.lru_cache(maxsize=2)
 def _augment(recipe, img_size: int, num_classes: int, dev: torch.device):
     """One GpuAugment per run's recipe, kept across epochs, so that under --compile its graph compiles once."""
-    from runner.gpu_data import GpuAugment
+    from runner.device_data import GpuAugment
 
     return GpuAugment(recipe, img_size, num_classes, dev)
 
 
 def _device_loaders(job: Job, epoch: int, micro: int | None = None):
-    from runner.gpu_data import DeviceLoader, GpuEval
+    from runner.device_data import DeviceLoader, GpuEval
 
     recipe, b, dev, d = job.design.recipe, job.budget, job.device, job.dist
     train_data, val_data = job.device_data
@@ -413,14 +414,12 @@ def train(job: Job) -> dict[str, Any]:
     model, forward_model, opt, sched, mix, ema = t.model, t.forward_model, t.opt, t.sched, t.mix, t.ema
     steps_per_epoch = t.steps_per_epoch
     if job.micro_batch == "auto" and main and job.run_dir.config.exists():  # record what auto chose
-        import json
-
-        config = json.loads(job.run_dir.config.read_text())
-        if isinstance(config.get("micro_batch"), dict):
-            per_process = config["micro_batch"]["per_process"]
+        config = job.run_dir.read_config()
+        if config.micro_batch is not None:
+            per_process = config.micro_batch["per_process"]
             chosen = t.micro_batch or per_process
-            config["micro_batch"].update(micro_batch=chosen, accumulation_steps=per_process // chosen)
-            atomic_write_json(job.run_dir.config, config)
+            micro = dict(config.micro_batch, micro_batch=chosen, accumulation_steps=per_process // chosen)
+            job.run_dir.write_config(replace(config, micro_batch=micro))
 
     history: list[dict[str, Any]] = []
     start_epoch, updates, wall = 0, 0, 0.0
@@ -466,10 +465,11 @@ def train(job: Job) -> dict[str, Any]:
                                  time_first_batch=first_eval)
             seconds = time.perf_counter() - t0
             wall += seconds
-            row = {"epoch": epoch + 1, **stats, **{k: last_eval[k] for k in ("val_loss", "val_top1", "val_top5")},
-                   "lr": lr, "seconds": round(seconds, 3)}
-            if first_eval:
-                row["eval_compile_seconds"] = round(last_eval["first_batch_seconds"], 3)
+            row = EpochMetrics(
+                epoch=epoch + 1, **stats, **{k: last_eval[k] for k in ("val_loss", "val_top1", "val_top5")}, lr=lr,
+                seconds=round(seconds, 3),
+                eval_compile_seconds=round(last_eval["first_batch_seconds"], 3) if first_eval else None,
+            ).to_dict()
             history.append(row)
             if main:
                 job.run_dir.append_metrics(row)
@@ -487,7 +487,7 @@ def train(job: Job) -> dict[str, Any]:
     if tracker is not None:
         tracker.close()
     if main:
-        atomic_write_json(job.run_dir.result, result)
+        job.run_dir.write_result(result)
         if diverged is None:
             buffer = io.BytesIO()
             torch.save((ema.module if ema is not None else model).state_dict(), buffer)
@@ -495,7 +495,7 @@ def train(job: Job) -> dict[str, Any]:
         job.run_dir.checkpoint.unlink(missing_ok=True)
         job.run_dir.previous.unlink(missing_ok=True)
     barrier(job.dist)
-    return result
+    return result.to_dict()
 
 
 def load_checkpoint(job: Job) -> dict[str, Any] | None:
@@ -686,20 +686,21 @@ def per_class(confusion: list[list[int]], names: tuple[str, ...]) -> list[dict[s
     return rows
 
 
-def _result(job: Job, history, last_eval, diverged, wall) -> dict[str, Any]:
+def _result(job: Job, history, last_eval, diverged, wall) -> RunResult:
     last = history[-1] if history else {}
-    return {
-        "status": "diverged" if diverged else "done",
-        "epochs": len(history),
-        "val_top1": last.get("val_top1"),
-        "val_top5": last.get("val_top5"),
-        "train_top1": last.get("train_top1"),
-        "best_val_top1": max((r["val_top1"] for r in history), default=None),
-        "wall_seconds": round(wall, 3),
-        "images_per_s": round(sum(r["images_per_s"] for r in history) / len(history), 2) if history else None,
-        "compile_seconds": round(sum(r.get("compile_seconds", 0.0) for r in history), 3) if job.compile else None,
-        **({"eval_compile_seconds": round(sum(r.get("eval_compile_seconds", 0.0) for r in history), 3)}
-           if job.compile else {}),
-        "diverged": diverged,
-        "per_class": per_class(last_eval["confusion"], job.class_names) if last_eval else [],
-    }
+    return RunResult(
+        status="diverged" if diverged else "done",
+        epochs=len(history),
+        val_top1=last.get("val_top1"),
+        val_top5=last.get("val_top5"),
+        train_top1=last.get("train_top1"),
+        best_val_top1=max((r["val_top1"] for r in history), default=None),
+        wall_seconds=round(wall, 3),
+        images_per_s=round(sum(r["images_per_s"] for r in history) / len(history), 2) if history else None,
+        compile_seconds=round(sum(r.get("compile_seconds") or 0.0 for r in history), 3) if job.compile else None,
+        eval_compile_seconds=round(sum(r.get("eval_compile_seconds") or 0.0 for r in history), 3)
+        if job.compile else None,
+        diverged=Diverged(**diverged) if diverged else None,
+        per_class=[ClassScore.from_dict(c) for c in per_class(last_eval["confusion"], job.class_names)]
+        if last_eval else [],
+    )

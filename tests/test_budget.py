@@ -79,7 +79,7 @@ def test_pad_crop_is_a_shifted_window_of_the_zero_padded_image():
 
 
 def test_device_pad_crop_matches_the_cpu_crop_in_kind():
-    from runner.gpu_data import GpuAugment
+    from runner.device_data import GpuAugment
 
     recipe = dataclasses.replace(Recipe(), crop=Crop.PAD)
     aug = GpuAugment(recipe, 28, 10, "cpu")
@@ -106,7 +106,7 @@ def test_device_pad_crop_of_images_in_a_canvas_is_exactly_the_loaders(interpolat
     the edges."""
     from torchvision.transforms import functional as F
 
-    from runner.gpu_data import padded_crop, resized_size
+    from runner.device_data import padded_crop, resized_size
 
     rng = np.random.default_rng(2)
     shapes, s, pad = [(30, 45), (41, 33), (28, 28), (60, 31)], 28, 4

@@ -44,7 +44,7 @@ def test_device_path_on_cuda_matches_the_cpu_pipeline_in_distribution():
 
     from roadmap.design import MODERN_RECIPE
     from runner.data import load_dataset
-    from runner.gpu_data import GpuAugment, GpuEval
+    from runner.device_data import GpuAugment, GpuEval
     from runner.recipes import eval_transform, train_transform
 
     recipe = replace(MODERN_RECIPE, mixup=0.0, cutmix=0.0)

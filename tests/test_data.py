@@ -27,8 +27,8 @@ from PIL import Image
 
 from roadmap.errors import RoadmapError
 from runner import data
-from runner.data import ARCHIVES, Archive, ArrayDataset, load_dataset, read_idx
-from runner.download import download, extract
+from runner.data import ARCHIVES, Archive, ArrayDataset, catalog, load_dataset, loaders, read_idx
+from runner.data.download import download, extract
 
 # ------------------------------------------------------------------------------------------------------ helpers
 
@@ -403,7 +403,7 @@ def test_fashion_mnist_from_data_dir(cache, tmp_path, gz):
 
 def test_fashion_mnist_download(cache, tmp_path, monkeypatch):
     served = _fashion_files(tmp_path / "served", n_train=7, n_val=3)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(loaders, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
     for f in served.iterdir():
         monkeypatch.setitem(ARCHIVES, f.name, Archive(f.as_uri(), None, None, hashlib.md5(f.read_bytes()).hexdigest()))
     with pytest.raises(RoadmapError, match="downloading is off") as err:
@@ -415,7 +415,7 @@ def test_fashion_mnist_download(cache, tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_damaged_file(cache, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(loaders, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
     folder = _fashion_files(tmp_path / "fm")
     good = (folder / "train-images-idx3-ubyte.gz").read_bytes()
     (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(gzip.decompress(good)[:-100]))
@@ -428,7 +428,7 @@ def test_fashion_mnist_damaged_file(cache, tmp_path, monkeypatch):
     one_line(err)
 
 
-@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's fashion-mnist package is not installed")
+@pytest.mark.skipif(not loaders.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's fashion-mnist package is not installed")
 def test_fashion_mnist_debian_copy(cache):
     splits = load_dataset("fashion-mnist")
     info = splits.info
@@ -589,7 +589,7 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 def test_tables_are_consistent():
     names = {n for n in data.DATASETS if ":" not in n} - {"synthetic"}
-    assert names == set(data._FASTAI_SETS) | {"cifar10", "cifar100", "tiny-imagenet", "fashion-mnist"}
+    assert names == set(catalog.FASTAI_SETS) | {"cifar10", "cifar100", "tiny-imagenet", "fashion-mnist"}
     for file, entry in ARCHIVES.items():
         assert entry.url.endswith(file) and entry.sha256 is None  # no publisher gives one: never invented
     assert len(data.WNID_NAMES) == 20

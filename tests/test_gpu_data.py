@@ -1,6 +1,6 @@
-"""The device data path (runner.gpu_data) against the CPU pipeline it replaces (timm + PIL, runner.recipes).
+"""The device data path (runner.device_data) against the CPU pipeline it replaces (timm + PIL, runner.recipes).
 
-Everything runs on CPU tensors: the module is device-agnostic. Three kinds of checks:
+Everything runs on CPU tensors: the package is device-agnostic. Three kinds of checks:
 
 * exactness, where the device path reproduces PIL's arithmetic: every RandAugment op at fixed magnitudes and signs,
   the crop resampling, and the eval transform are compared pixel by pixel with PIL/timm on the same images;
@@ -32,9 +32,8 @@ from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import RandomResizedCropAndInterpolation
 
 from roadmap.design import MODERN_RECIPE, Recipe
-from runner import gpu_data
 from runner.data import ArrayDataset, load_dataset
-from runner.gpu_data import (
+from runner.device_data import (
     RAND_AUGMENT_OPS,
     DeviceDataset,
     DeviceLoader,
@@ -42,8 +41,12 @@ from runner.gpu_data import (
     GpuEval,
     RandAugmentConfig,
     apply_rand_augment_op,
+    pixels,
+    randaugment,
+    resample,
     resized_crop,
     rrc_params,
+    sampling,
 )
 from runner.recipes import eval_transform, train_transform
 
@@ -567,8 +570,9 @@ def test_device_loader_never_reads_back_to_host(monkeypatch):
 
 def test_iteration_code_has_no_host_reads():
     """By inspection: the per-batch code (not the one-off upload in from_dataset) names no host read-back."""
-    parts = [GpuAugment, GpuEval, DeviceLoader, gpu_data._BatchedRandAugment, rrc_params, resized_crop]
-    parts += [gpu_data._resample, gpu_data._resize_weights, gpu_data._beta, gpu_data._randint, gpu_data._smooth]
+    parts = [GpuAugment, GpuEval, DeviceLoader, randaugment.BatchedRandAugment, randaugment.rand_augment_batch]
+    parts += [rrc_params, resized_crop, resample.resample, resample.resize_weights, sampling.beta, sampling.randint]
+    parts += [pixels.smooth]
     for part in parts:
         source = inspect.getsource(part)
         for word in (".item(", ".tolist(", ".cpu(", ".numpy(", "nonzero", "bincount", "unique", ".any()", ".all()"):

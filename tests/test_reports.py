@@ -1,8 +1,8 @@
 """Reports render stored records only: tables, figures and report.md from a generated `--out` directory.
 
-`write_fixture` writes the records of all 17 steps with 2 seeds and deterministic fake numbers, with one step
-diverged (layer_norm), one missing (kernel_11) and one run interrupted (kernel_9, seed 1). The report is built
-once per module and the tests read it back.
+`write_fixture` writes the records (built with roadmap.schema) of every step of the roadmap with 2 seeds and
+deterministic fake numbers, with one step diverged (layer_norm), one missing (kernel_11) and one run interrupted
+(kernel_9, seed 1). The report is built once per module and the tests read it back.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.image
@@ -23,9 +24,26 @@ import pytest
 
 from reports import build_report, load_runs, results_table, summarize
 from reports.figures import FIGURES
-from reports.records import CANONICAL_ORDER
-from reports.report import _excluded, _header, pipeline_check_only
+from reports.report import excluded_lines, header_lines, pipeline_check_only
 from roadmap.errors import RoadmapError
+from roadmap.schema import (
+    CONFIG,
+    METRICS,
+    PLAN,
+    RESULT,
+    Budget,
+    ClassScore,
+    Complexity,
+    DatasetInfo,
+    Diverged,
+    EpochMetrics,
+    PaperNumbers,
+    Plan,
+    PlanEntry,
+    RunConfig,
+    RunResult,
+    Section,
+)
 from steps import ROADMAP
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -55,73 +73,75 @@ def run_dir_name(step: str, seed: int, preset: str) -> str:
 
 
 def write_fixture(out: Path, preset: str = "smoke", synthetic: bool = False, seeds: tuple[int, ...] = SEEDS) -> Path:
-    """Write plan.json and per-run config.json / metrics.jsonl / result.json for the 17 steps into `out`."""
+    """Write plan.json and per-run config.json / metrics.jsonl / result.json for every roadmap step into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     created = "2026-11-24T07:00:00Z"
-    plan = {"steps": [s.name for s in ROADMAP], "seeds": len(seeds), "dataset": "fashion-mnist", "img_size": 32,
-            "preset": preset, "command": f"roadmap run --preset {preset} --dataset fashion-mnist --seeds {len(seeds)}",
-            "created": created, "runs": []}
+    command = f"roadmap run --preset {preset} --dataset fashion-mnist --seeds {len(seeds)}"
+    planned = []
     for index, step in enumerate(ROADMAP):
         for seed in seeds:
             name = run_dir_name(step.name, seed, preset)
-            plan["runs"].append({"step": step.name, "seed": seed, "dir": name})
-            if step.name == MISSING:
-                continue
-            run = out / name
-            run.mkdir()
-            original = step.name == "resnet50"
-            epochs = RESNET_EPOCHS if original else EPOCHS
-            gflops = {"layer_norm": 4.146, "separate_downsampling": 4.456}.get(step.name, step.paper_gflops)
-            recipe = ({"name": "resnet", "optimizer": "sgd", "schedule": "step", "ema": False, "epochs": epochs}
-                      if original else
-                      {"name": "convnext", "optimizer": "adamw", "schedule": "cosine", "ema": False, "epochs": epochs})
-            config = {
-                "run_id": name, "step": step.name, "step_name": step.name,
-                "section": {"key": step.section.key, "number": step.section.number, "title": step.section.title},
-                "branch_of": step.branch_of, "seed": seed,
-                "paper": {"top1": step.paper_top1, "gflops": step.paper_gflops, "footnote": step.footnote},
-                "complexity": {"params": 1_500_000 + 10_000 * index, "img_size": 32,
-                               "gflops_run": round(gflops * (32 / 224) ** 2 / 16, 5),
-                               "gflops_224": gflops, "params_224": 25_557_032 + 150_000 * index},
-                "dataset": {"name": "fashion-mnist", "num_classes": 10, "classes": CLASSES, "train_size": 60000,
-                            "val_size": 10000, "img_size": 32, "synthetic": synthetic},
-                "budget": {"preset": preset, "epochs": epochs, "batch_size": 64, "lr": 0.025, "warmup_epochs": 0.5,
-                           "train_batches": 20, "val_batches": 10,
-                           "epochs_rule": "modern recipe: preset epochs; original recipe: 90/300 of that, at least 1"},
-                "design": {"net": {"kernel_size": 3}, "recipe": recipe},
-                "device": "cpu", "code_version": "0.1.0", "git_revision": "03a31ec",
-                "packages": {"torch": "2.9.0", "timm": "1.0.20"},
-                "command": plan["command"], "created": created,
-            }
-            (run / "config.json").write_text(json.dumps(config, indent=2))
-            final = fake_top1(index, seed)
-            diverged = step.name == DIVERGED
-            interrupted = (step.name, seed) == INTERRUPTED
-            finished = 2 if diverged else 4 if interrupted else epochs
-            lines = []
-            for epoch in range(1, finished + 1):
-                # converged curves: val top-1 levels off, the loss flattens (see test_verdict.py for underfit ones)
-                val = final if epoch == epochs else round(final * (1 - 0.45 * math.exp(-5 * epoch / epochs)), 2)
-                lines.append(json.dumps({
-                    "epoch": epoch, "train_loss": round(2.2 * math.exp(-6 * epoch / epochs) + 0.3 + 0.02 * index, 4),
-                    "train_top1": round(val - 4, 2), "val_loss": round(1.5 * math.exp(-0.2 * epoch), 4),
-                    "val_top1": val, "val_top5": 95.0, "lr": 0.004, "images_per_s": 800.0 + 10 * index,
-                    "seconds": 12.0 + 0.5 * index,
-                }))
-            (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-            (run / "lock").touch()
-            if interrupted:
-                continue
-            result = {"status": "done", "epochs": epochs, "val_top1": final, "val_top5": 99.0,
-                      "train_top1": round(final - 4, 2), "best_val_top1": final,
-                      "wall_seconds": epochs * (12.0 + 0.5 * index), "images_per_s": 800.0 + 10 * index + seed,
-                      "diverged": None, "per_class": fake_per_class(index, seed)}
-            if diverged:
-                result.update(status="diverged", epochs=2, val_top1=10.0, train_top1=10.0, best_val_top1=31.0,
-                              diverged={"epoch": 3, "lr": 0.004}, per_class=[])
-            (run / "result.json").write_text(json.dumps(result, indent=2))
-    (out / "plan.json").write_text(json.dumps(plan, indent=2))
+            planned.append(PlanEntry(step=step.name, seed=seed, dir=name))
+            if step.name != MISSING:
+                write_run(out / name, index, step, seed, preset, synthetic, command, created)
+    plan = Plan(steps=[s.name for s in ROADMAP], seeds=len(seeds), dataset="fashion-mnist", img_size=32,
+                preset=preset, command=command, created=created, runs=planned)
+    (out / PLAN).write_text(plan.to_json())
     return out
+
+
+def write_run(run: Path, index: int, step, seed: int, preset: str, synthetic: bool, command: str,
+              created: str) -> None:
+    """One run's records: finished, or diverged (DIVERGED), or interrupted after 4 epochs (INTERRUPTED)."""
+    run.mkdir()
+    original = step.name == "resnet50"
+    epochs = RESNET_EPOCHS if original else EPOCHS
+    gflops = {"layer_norm": 4.146, "separate_downsampling": 4.456}.get(step.name, step.paper_gflops)
+    recipe = ({"name": "resnet", "optimizer": "sgd", "schedule": "step", "ema": False, "epochs": epochs}
+              if original else
+              {"name": "convnext", "optimizer": "adamw", "schedule": "cosine", "ema": False, "epochs": epochs})
+    config = RunConfig(
+        run_id=run.name, step=step.name, step_name=step.name,
+        section=Section(step.section.key, step.section.number, step.section.title), branch_of=step.branch_of,
+        seed=seed, paper=PaperNumbers(step.paper_top1, step.paper_gflops, step.footnote),
+        complexity=Complexity(params=1_500_000 + 10_000 * index, img_size=32,
+                              gflops_run=round(gflops * (32 / 224) ** 2 / 16, 5),
+                              gflops_224=gflops, params_224=25_557_032 + 150_000 * index),
+        dataset=DatasetInfo(name="fashion-mnist", num_classes=10, classes=CLASSES, train_size=60000,
+                            val_size=10000, img_size=32, synthetic=synthetic),
+        budget=Budget(preset=preset, epochs=epochs, batch_size=64, lr=0.025, warmup_epochs=0.5, img_size=32,
+                      train_batches=20, val_batches=10,
+                      epochs_rule="modern recipe: preset epochs; original recipe: 90/300 of that, at least 1"),
+        design={"net": {"kernel_size": 3}, "recipe": recipe},
+        device="cpu", code_version="0.1.0", git_revision="03a31ec", packages={"torch": "2.9.0", "timm": "1.0.20"},
+        command=command, created=created,
+    )
+    (run / CONFIG).write_text(config.to_json())
+    final = fake_top1(index, seed)
+    diverged = step.name == DIVERGED
+    interrupted = (step.name, seed) == INTERRUPTED
+    finished = 2 if diverged else 4 if interrupted else epochs
+    lines = []
+    for epoch in range(1, finished + 1):
+        # converged curves: val top-1 levels off, the loss flattens (see test_verdict.py for underfit ones)
+        val = final if epoch == epochs else round(final * (1 - 0.45 * math.exp(-5 * epoch / epochs)), 2)
+        lines.append(EpochMetrics(
+            epoch=epoch, train_loss=round(2.2 * math.exp(-6 * epoch / epochs) + 0.3 + 0.02 * index, 4),
+            train_top1=round(val - 4, 2), val_loss=round(1.5 * math.exp(-0.2 * epoch), 4),
+            val_top1=val, val_top5=95.0, lr=0.004, images_per_s=800.0 + 10 * index, seconds=12.0 + 0.5 * index,
+        ).to_line())
+    (run / METRICS).write_text("\n".join(lines) + "\n")
+    (run / "lock").touch()
+    if interrupted:
+        return
+    result = RunResult(status="done", epochs=epochs, val_top1=final, val_top5=99.0, train_top1=round(final - 4, 2),
+                       best_val_top1=final, wall_seconds=epochs * (12.0 + 0.5 * index),
+                       images_per_s=800.0 + 10 * index + seed,
+                       per_class=[ClassScore.from_dict(c) for c in fake_per_class(index, seed)])
+    if diverged:
+        result = replace(result, status="diverged", epochs=2, val_top1=10.0, train_top1=10.0, best_val_top1=31.0,
+                         diverged=Diverged(epoch=3, lr=0.004), per_class=[])
+    (run / RESULT).write_text(result.to_json())
 
 
 def index_of(step: str) -> int:
@@ -363,7 +383,7 @@ def test_without_plan_steps_follow_the_roadmap(built, tmp_path):
     config.update(step="resnet50+gelu", step_name="gelu", created="2026-11-24T08:00:00Z")
     (composed / "config.json").write_text(json.dumps(config))
     summary = summarize(load_runs(copy)).set_index("step")
-    expected = [s for s in CANONICAL_ORDER if s != MISSING] + ["convnext_tiny-layer_norm", "resnet50+gelu"]
+    expected = [s.name for s in ROADMAP if s.name != MISSING] + ["convnext_tiny-layer_norm", "resnet50+gelu"]
     assert list(summary.index) == expected  # kernel_11 has no record and no plan: nothing says it is missing
     # a composed spec compares with the step it starts from; the paper never trained it
     assert summary.loc["convnext_tiny-layer_norm", "delta_vs"] == "separate_downsampling"
@@ -380,7 +400,7 @@ def test_runs_outside_the_plan_are_listed_not_counted(built, tmp_path):
     runs = load_runs(copy)
     assert not runs.set_index("run_id").loc[stale.name, "counted"]
     assert summarize(runs).set_index("step").loc["gelu", "n"] == 2
-    assert f"- `{stale.name}` (done): not in plan.json (an earlier plan)" in _excluded(runs)
+    assert f"- `{stale.name}` (done): not in plan.json (an earlier plan)" in excluded_lines(runs)
 
 
 def test_plan_with_nothing_started_yet(built, tmp_path):
@@ -406,9 +426,9 @@ def test_single_seed_says_spread_unknown(tmp_path):
 def test_warning_line_only_for_smoke_or_synthetic(tmp_path):
     real = load_runs(write_fixture(tmp_path / "real", preset="short"))
     assert not pipeline_check_only(real)
-    assert _header(real, None)[0].startswith("# ConvNeXt roadmap on fashion-mnist")
+    assert header_lines(real, None)[0].startswith("# ConvNeXt roadmap on fashion-mnist")
     synthetic = load_runs(write_fixture(tmp_path / "synthetic", preset="short", synthetic=True))
-    first = _header(synthetic, None)[0]
+    first = header_lines(synthetic, None)[0]
     assert "mean nothing" in first and "synthetic" in first
 
 

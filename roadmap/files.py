@@ -1,6 +1,7 @@
 """Files written so that nothing is lost, and read so that one damaged file blocks nothing (docs/records.md).
 
-Shared by the reports and the runner's store; imports no torch (see reports/__init__.py). A write goes to a
+The base layer under the runner's store (which writes records) and the reports (which read them); imports no
+torch. roadmap.schema says what the records hold; this module how they reach the disk. A write goes to a
 temporary file `.<name>.<pid>.<random>.tmp` that is synced, size-checked and renamed over the old file, so a
 reader sees the old file or the new one; the temporary files of a process that died are removed later.
 A full disk or a read-only file system ends the command with one line (exit 2).
@@ -9,6 +10,7 @@ A full disk or a read-only file system ends the command with one line (exit 2).
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import re
@@ -18,11 +20,16 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
-from reports.errors import fail
+from roadmap.errors import RoadmapError
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with `message`: one line that says what to do (the CLI prints it, exit code 2)."""
+    raise RoadmapError(message)
 
 
 class Unreadable(Exception):
@@ -156,3 +163,32 @@ def load_jsonl(path: Path) -> list[dict[str, Any]]:
                              f"{path.name} line {lineno} malformed")
         rows.append(row)
     return rows
+
+
+def read_json(path: Path, what_to_do: str) -> Any:
+    """Parse one JSON file; a missing or malformed one stops the command, naming the file and saying `what_to_do`."""
+    try:
+        return load_json(path)
+    except Unreadable as e:
+        fail(f"{e}: {what_to_do}")
+
+
+def lock_held(path: Path) -> bool:
+    """Whether a process holds the fcntl lock on `path` right now (a run's `lock`: the run is training).
+
+    Only looks: opens the file read-only and never creates it, so it works on a copied, read-only directory."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: nobody trains this run
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # a file system without flock: cannot tell, so do not claim the run is alive
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

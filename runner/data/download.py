@@ -28,6 +28,7 @@ import zipfile
 import zlib
 from http.client import HTTPException
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -98,7 +99,7 @@ def download(
     if size is not None and start > size:  # cannot be a prefix of the right file
         start = 0
     if not (size is not None and start == size):  # a complete .part from an earlier run only needs checking
-        _fetch(url, part, name, start)
+        _stream(url, part, name, start)
 
     problem, digest = check_file(part, sha256=sha256, md5=md5, size=size)
     if problem or digest is None:
@@ -108,70 +109,76 @@ def download(
     return digest
 
 
-def _fetch(url: str, part: Path, name: str, start: int) -> None:
+def _stream(url: str, part: Path, name: str, start: int) -> None:
     """Write the body of `url` into `part`, appending from byte `start` when the server agrees to a Range request."""
-    headers = {"User-Agent": USER_AGENT}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    try:
-        # looked up at call time so tests can monkeypatch urllib.request.urlopen to simulate being offline
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and start:  # our .part is not a prefix of what the server has: start over
-            part.unlink(missing_ok=True)
-            return _fetch(url, part, name, 0)
-        raise RoadmapError(f"cannot download {name} (HTTP {e.code} {e.reason}): {_by_hand(name, url)}") from None
-    except (urllib.error.URLError, OSError, HTTPException, ValueError) as e:
-        reason = getattr(e, "reason", None) or type(e).__name__
-        raise RoadmapError(f"cannot download {name} (offline? {reason}): {_by_hand(name, url)}") from None
-
+    response = _open(url, name, start)
+    if response is None:  # our .part is not a prefix of what the server has: start over
+        part.unlink(missing_ok=True)
+        return _stream(url, part, name, 0)
     with response:
         status = getattr(response, "status", None)
         append = bool(start) and status == 206
         if append and not str(response.headers.get("Content-Range", "")).startswith(f"bytes {start}-"):
             response.close()  # the server answered another range than asked: start over
             part.unlink(missing_ok=True)
-            return _fetch(url, part, name, 0)
+            return _stream(url, part, name, 0)
         length = response.headers.get("Content-Length")
         total = int(length) + (start if append else 0) if length and length.isdigit() else None
-        try:
-            f = open(part, "ab" if append else "wb")
-        except OSError as e:
-            raise _unwritable(part, e) from None
-        with (
-            f,
-            tqdm(
-                total=total,
-                initial=start if append else 0,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=name,
-                disable=not sys.stderr.isatty(),
-            ) as bar,
-        ):
-            while True:
-                try:
-                    chunk = response.read(CHUNK)
-                except (OSError, HTTPException) as e:
-                    raise RoadmapError(
-                        f"download of {name} was interrupted ({type(e).__name__}): rerun to resume, or "
-                        f"{_by_hand(name, url)}"
-                    ) from None
-                if not chunk:
-                    break
-                try:
-                    f.write(chunk)
-                except OSError as e:
-                    raise RoadmapError(
-                        f"cannot write {str(part)!r} ({e.strerror}): free some disk space or pass --data-dir DIR"
-                    ) from None
-                bar.update(len(chunk))
+        _copy(response, part, name, url, total, start if append else 0)
     got = part.stat().st_size
     if total is not None and got < total:
         raise RoadmapError(
             f"download of {name} stopped at {got} of {total} bytes: rerun to resume, or {_by_hand(name, url)}"
         )
+
+
+def _open(url: str, name: str, start: int) -> Any:
+    """The server's response to a GET of `url` (from byte `start` when nonzero), or None when it refuses that range
+    (HTTP 416). Every other failure is a RoadmapError telling the user to fetch the file by hand."""
+    headers = {"User-Agent": USER_AGENT}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    try:
+        # looked up at call time so tests can monkeypatch urllib.request.urlopen to simulate being offline
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and start:
+            return None
+        raise RoadmapError(f"cannot download {name} (HTTP {e.code} {e.reason}): {_by_hand(name, url)}") from None
+    except (urllib.error.URLError, OSError, HTTPException, ValueError) as e:
+        reason = getattr(e, "reason", None) or type(e).__name__
+        raise RoadmapError(f"cannot download {name} (offline? {reason}): {_by_hand(name, url)}") from None
+
+
+def _copy(response: Any, part: Path, name: str, url: str, total: int | None, offset: int) -> None:
+    """Copy `response`'s body into `part`, appended after its first `offset` bytes (0: from scratch), with a progress
+    bar on a terminal; a dropped connection or a full disk is a RoadmapError (the .part file stays, to resume)."""
+    try:
+        f = open(part, "ab" if offset else "wb")
+    except OSError as e:
+        raise _unwritable(part, e) from None
+    bar = tqdm(
+        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+        disable=not sys.stderr.isatty(),
+    )
+    with f, bar:
+        while True:
+            try:
+                chunk = response.read(CHUNK)
+            except (OSError, HTTPException) as e:
+                raise RoadmapError(
+                    f"download of {name} was interrupted ({type(e).__name__}): rerun to resume, or "
+                    f"{_by_hand(name, url)}"
+                ) from None
+            if not chunk:
+                break
+            try:
+                f.write(chunk)
+            except OSError as e:
+                raise RoadmapError(
+                    f"cannot write {str(part)!r} ({e.strerror}): free some disk space or pass --data-dir DIR"
+                ) from None
+            bar.update(len(chunk))
 
 
 def _inside(root: Path, member: str) -> bool:
