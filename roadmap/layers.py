@@ -270,15 +270,10 @@ def block_plan(net: Network, b: BlockShape, name: str, drop_path: float) -> Bloc
         LayerSpec(Kind.CONV, f"{name}.shortcut.conv", b.d_in, d, 1, b.stride, bias=conv_bias(net, True)),
         LayerSpec(Kind.NORM, f"{name}.shortcut.norm", d, d, fn=net.norm),
     )
-    return BlockPlan(
-        name, b.d_in, d, b.stride, branch_plan(net, b, f"{name}.branch"),
-        layer_scale=LayerSpec(Kind.LAYER_SCALE, f"{name}.layer_scale", d, d, value=net.layer_scale)
-        if net.layer_scale else None,
-        drop_path=LayerSpec(Kind.DROP_PATH, f"{name}.drop_path", d, d, value=drop_path) if drop_path > 0 else None,
-        shortcut=shortcut,
-        act=LayerSpec(Kind.ACT, f"{name}.act", d, d, fn=net.act, site=Site.ADD) if Site.ADD in net.act_after
-        else None,
-    )
+    scale = LayerSpec(Kind.LAYER_SCALE, f"{name}.layer_scale", d, d, value=net.layer_scale) if net.layer_scale else None
+    drop = LayerSpec(Kind.DROP_PATH, f"{name}.drop_path", d, d, value=drop_path) if drop_path > 0 else None
+    act = LayerSpec(Kind.ACT, f"{name}.act", d, d, fn=net.act, site=Site.ADD) if Site.ADD in net.act_after else None
+    return BlockPlan(name, b.d_in, d, b.stride, branch_plan(net, b, f"{name}.branch"), scale, drop, shortcut, act)
 
 
 def classifier(num_features: int, num_classes: int) -> LayerSpec | None:
