@@ -1,5 +1,10 @@
 """`roadmap draw`: the drawn layers are the built module's layers, for every step; files, diffs and errors."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from timm.layers import DropPath, LayerScale2d
@@ -10,6 +15,7 @@ from roadmap.draw import mark_changes, picture
 from roadmap.draw.picture import design_of
 from steps import ROADMAP
 
+ROOT = str(Path(__file__).resolve().parents[1])
 SPECS = [s.name for s in ROADMAP] + ["convnext_tiny-layer_norm", "resnet50+gelu+patchify_stem"]
 KINDS = [  # what each module class is, in the plan's words
     (nn.Conv2d, "conv"), (nn.Linear, "linear"), (nn.modules.batchnorm._BatchNorm, "norm"), (nn.LayerNorm, "norm"),
@@ -124,3 +130,9 @@ def test_cli_scaled_and_default_name(cli, tmp_path, monkeypatch):
 def test_cli_errors_are_one_line(cli, argv, message):
     code, _, err = cli(*argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_matplotlib_is_imported_only_to_draw():
+    """`roadmap.draw` and its pictures cost nothing at import: matplotlib comes with the first figure."""
+    code = "import sys, roadmap.draw as d; d.picture('gelu'); assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env=os.environ | {"PYTHONPATH": ROOT})
