@@ -1,17 +1,36 @@
 """The `roadmap` command: look at the roadmap, train it, report on it.
 
 Every mistake a user can make ends in one line on stderr and exit code 2, never a traceback.
+
+The CLI is the one layer that knows every package. What looking needs (the description, the catalog, the
+options) is imported here; training (`runner.run`, torch) and reporting (`reports`, matplotlib) are imported by
+the commands that use them, so `roadmap steps|show|diff|flops` never load torch or timm.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from roadmap.describe import (
+    FORMATS,
+    diff_table,
+    fields_table,
+    flops_table,
+    render,
+    stage_table,
+    step_header,
+    steps_table,
+)
 from roadmap.errors import RoadmapError
+from runner.budget import IMAGENETTE_SHAPED, PRESETS
+from runner.options import Machine, Output, RunOptions, Selection, Training
+from steps import REGIMES, get_regime
 
 EPILOG = "Step names: see `roadmap steps`. Specs: STEP, STEP-LEFT_OUT, STEP+APPLIED_AFTER (e.g. convnext_tiny-gelu)."
 
@@ -40,14 +59,10 @@ def micro_batch(text: str) -> int | str:
 
 
 def _add_format(p: argparse.ArgumentParser) -> None:
-    from roadmap.describe import FORMATS
-
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
 
 
 def _add_regime(p: argparse.ArgumentParser) -> None:
-    from steps import REGIMES
-
     p.add_argument("--regime", default="resnet50", choices=list(REGIMES),
                    help="the paper's ResNet-50 roadmap (Figure 2, default) or its ResNet-200 one (Appendix C)")
 
@@ -61,15 +76,10 @@ def _add_size(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_steps(args: argparse.Namespace) -> None:
-    from roadmap.describe import render, steps_table
-
     print(render(steps_table(args.regime), args.format))
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from roadmap.describe import fields_table, render, stage_table, step_header
-    from steps import get_regime
-
     design = get_regime(args.regime).design_for(args.step)
     header, stages = step_header(args.step, args.regime), stage_table(design, args.img_size, args.num_classes)
     print(header, end="\n\n")
@@ -81,8 +91,6 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> None:
-    from roadmap.describe import diff_table, render
-
     changed, delta = diff_table(args.step_a, args.step_b, args.img_size, args.regime)
     if changed.empty:
         print(f"{args.step_a} and {args.step_b} describe the same design")
@@ -93,8 +101,6 @@ def cmd_diff(args: argparse.Namespace) -> None:
 
 
 def cmd_flops(args: argparse.Namespace) -> None:
-    from roadmap.describe import flops_table, render
-
     df = flops_table(args.img_size, args.num_classes, args.regime)
     if args.img_size != 224:
         df["paper_gflops"] = None  # the paper's numbers are at 224 px
@@ -110,51 +116,68 @@ def cmd_flops(args: argparse.Namespace) -> None:
 # -------------------------------------------------------------------------------- training and results
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    from runner.run import RunOptions, command_line, parse_order, run
+def command_line(argv: list[str]) -> str:
+    """The command as a user would type it again (recorded in plan.json and config.json)."""
+    return "roadmap " + " ".join(shlex.quote(a) for a in argv)
+
+
+def run_options(args: argparse.Namespace, argv: list[str]):
+    """The flags of `roadmap run` (and `ablate`) as the runner's `RunOptions`, checked."""
+    from runner.selection import parse_order
 
     steps = [x for x in args.steps.split(",") if x.strip()] if args.steps else None
     if args.steps is not None and not steps:
         raise RoadmapError("--steps needs at least one step, e.g. --steps resnet50,convnext_tiny")
     if args.upto and steps:
         raise RoadmapError("use --upto or --steps, not both")
-    argv = sys.argv[1:] if args.argv is None else args.argv
-    opts = RunOptions(
-        dataset=args.dataset, regime=args.regime, upto=args.upto, steps=steps, data_dir=args.data_dir,
-        epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size, seeds=args.seeds, device=args.device,
-        out=args.out,
-        preset=args.preset, sets=args.set, branches=not args.no_branches, dry_run=args.dry_run,
-        same_epochs=args.same_epochs, train_batches=args.train_batches, val_batches=args.val_batches,
-        workers=args.workers, compile=args.compile, progress=False if args.quiet else None,
-        report=not args.no_report, command=command_line(argv), write_plan=not args.no_plan, only_seed=args.only_seed,
-        init_from=args.init_from, tracker=args.log, data_path=args.data_path,
-        baselines=[b.strip() for b in (args.baselines or "").split(",") if b.strip()],
-        orders=[parse_order(o) for o in args.order or []], micro_batch=args.micro_batch,
+    return RunOptions(
+        Selection(dataset=args.dataset, regime=args.regime, upto=args.upto, steps=tuple(steps) if steps else None,
+                  branches=not args.no_branches, orders=tuple(tuple(parse_order(o)) for o in args.order or []),
+                  baselines=tuple(b.strip() for b in (args.baselines or "").split(",") if b.strip()),
+                  seeds=args.seeds, only_seed=args.only_seed),
+        Training(preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size,
+                 same_epochs=args.same_epochs, train_batches=args.train_batches, val_batches=args.val_batches,
+                 sets=tuple(args.set), init_from=args.init_from, micro_batch=args.micro_batch, compile=args.compile),
+        Machine(device=args.device, data_dir=args.data_dir, data_path=args.data_path, workers=args.workers),
+        Output(out=args.out, dry_run=args.dry_run, progress=False if args.quiet else None, report=not args.no_report,
+               write_plan=not args.no_plan, tracker=args.log, command=command_line(argv)),
     )
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    argv = sys.argv[1:] if args.argv is None else args.argv
+    opts = run_options(args, argv)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # re-run this command under torchrun
         rest = [a for i, a in enumerate(argv) if a != "--nproc" and (i == 0 or argv[i - 1] != "--nproc")
                 and not a.startswith("--nproc=")]
         raise SystemExit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                           "--nproc_per_node", str(args.nproc), "-m", "roadmap", *rest]))
+    out = _train(args, opts, argv)
+    if out is not None and opts.output.report and not opts.output.dry_run:  # the runner trains; the CLI reports
+        from reports import build_report
+
+        print(f"report: {build_report(out)}")
+
+
+def _train(args: argparse.Namespace, opts, argv: list[str]) -> Path | None:
+    """Train with the chosen launcher; the output directory to report on, or None (nothing to report here)."""
+    from runner.run import run
+
     if args.launcher == "local" or args.dry_run:
-        run(opts)
-        return
+        return run(opts)
     if args.nproc > 1:
         raise RoadmapError("--nproc (data-parallel steps) goes with --launcher local")
     from runner import launch
 
     if args.launcher == "gpus":
         gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else []
-        launch.launch_gpus(opts, argv, gpus, args.per_gpu)
-    else:
-        launch.launch_slurm(opts, argv, launch.SlurmOptions(
-            partition=args.partition, account=args.account, gpus_per_job=args.gpus_per_job,
-            cpus_per_job=args.cpus_per_job, time_min=args.time_min, cluster=args.cluster, wait=not args.no_wait))
+        return launch.launch_gpus(opts, argv, gpus, args.per_gpu)
+    return launch.launch_slurm(opts, argv, launch.SlurmOptions(
+        partition=args.partition, account=args.account, gpus_per_job=args.gpus_per_job,
+        cpus_per_job=args.cpus_per_job, time_min=args.time_min, cluster=args.cluster, wait=not args.no_wait))
 
 
 def cmd_ablate(args: argparse.Namespace) -> None:
-    from steps import get_regime
-
     regime = get_regime(args.regime)
     final = regime.get_step(args.final).name
     path = regime.path_to(final)
@@ -177,7 +200,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(build_report(args.dir, classes_step=args.classes))
 
 
-def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     """The options `run` and `ablate` share."""
     p.add_argument("--dataset", default="fashion-mnist",
                    help="imagenette[-320|-full], imagewoof[...], cifar10, cifar100, tiny-imagenet, fashion-mnist, "
@@ -222,6 +245,13 @@ def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
                    "recipe, data and budget, as reference points in the report (specs timm:NAME)")
     p.add_argument("--log", choices=["tensorboard", "wandb"],
                    help="also log each epoch to TensorBoard or Weights & Biases (imported only when asked for)")
+    _add_scale_out(p)
+    p.add_argument("--only-seed", type=int, help=argparse.SUPPRESS)  # a launcher's child: one seed
+    p.add_argument("--no-plan", action="store_true", help=argparse.SUPPRESS)  # a launcher's child: no plan.json
+
+
+def _add_scale_out(p: argparse.ArgumentParser) -> None:
+    """The launcher options of `run` and `ablate`: data-parallel processes, local GPUs, Slurm."""
     g = p.add_argument_group("scale-out (see the README's multi-GPU and Slurm section)")
     g.add_argument("--nproc", type=positive_int, default=1,
                    help="data-parallel processes per step (runs this command under torchrun; --batch-size is global)")
@@ -237,13 +267,9 @@ def _add_run_options(p: argparse.ArgumentParser, PRESETS) -> None:  # noqa: N803
     g.add_argument("--time-min", type=positive_int, default=24 * 60, help="Slurm time limit, minutes (default: 1440)")
     g.add_argument("--no-wait", action="store_true", help="submit the Slurm jobs and return")
     g.add_argument("--cluster", choices=["slurm", "local", "debug"], help=argparse.SUPPRESS)
-    p.add_argument("--only-seed", type=int, help=argparse.SUPPRESS)  # a launcher's child: one seed
-    p.add_argument("--no-plan", action="store_true", help=argparse.SUPPRESS)  # a launcher's child: no plan.json
 
 
 def _add_run(sub) -> None:
-    from runner.budget import PRESETS
-
     p = sub.add_parser(
         "run", help="train the roadmap (every step up to --upto) and write the report", epilog=EPILOG,
         description="Train every model of the roadmap up to a step, one after another. Finished runs are reused, "
@@ -255,7 +281,7 @@ def _add_run(sub) -> None:
                    help="also train the path that applies these steps one at a time, in this order, from resnet50 "
                    "(e.g. --order gelu,layer_norm,patchify_stem); repeat for more orders; the report compares the "
                    "paths on the accuracy-GFLOPs plot")
-    _add_run_options(p, PRESETS)
+    _add_run_options(p)
     p.set_defaults(func=cmd_run, argv=None)
 
     p = sub.add_parser(
@@ -266,7 +292,7 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--final", default="separate_downsampling", metavar="STEP",
                    help="the model to ablate (default: separate_downsampling = convnext_tiny)")
-    _add_run_options(p, PRESETS)
+    _add_run_options(p)
     p.set_defaults(func=cmd_ablate, argv=None, upto=None, steps=None, order=None)
 
     p = sub.add_parser("results", help="the table of a result directory")
@@ -281,8 +307,8 @@ def _add_run(sub) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from roadmap.describe import render
-    from runner.run import resolve_device, select_steps
+    from runner.devices import resolve_device
+    from runner.selection import select_steps
 
     dev = resolve_device(args.device)
     specs = select_steps(None, [x for x in args.steps.split(",") if x.strip()] if args.steps else None, True)
@@ -315,7 +341,6 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _bench_models(args: argparse.Namespace, dev, specs: list[str], log) -> None:
-    from roadmap.describe import render
     from runner.bench import bench, projected_minutes
 
     img, batch, iters = args.img_size or 224, args.batch_size or 32, args.iters or 5
@@ -330,8 +355,6 @@ def _bench_models(args: argparse.Namespace, dev, specs: list[str], log) -> None:
 
 
 def _add_bench(sub) -> None:
-    from runner.budget import IMAGENETTE_SHAPED, PRESETS
-
     p = sub.add_parser(
         "bench", help="training/eval images/s per step: our pipeline beside a plain timm-style loop",
         description="A benchmark, not a test. Per step: training and evaluation images/s of `roadmap run`'s own "

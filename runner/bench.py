@@ -19,6 +19,7 @@ from torch import nn
 from roadmap.complexity import count
 from roadmap.model import build_model
 from runner.dist import synchronize
+from runner.trainer import configure_backends
 from steps import canonical, design_for
 
 # Our step -> the reference implementation of the same network
@@ -92,23 +93,11 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
     Every timed step of one model is followed by one of each other model (the order alternates every round),
     so slow drifts of a noisy machine hit all models alike; each number is the median over all steps."""
     cuda = dev.type == "cuda"
-    entries: list[Entry] = []
-    for spec in specs:
-        name = canonical(spec)
-        net = design_for(name).net
-        entries.append(Entry(name, build_model(net), count(net, img_size).gflops, [], []))
-        if references and name in REFERENCES:
-            label, make = REFERENCES[name]
-            # the same stochastic depth as ours, so both pay for the same work
-            entries.append(Entry(label, make(net.drop_path_rate), count(net, img_size).gflops, [], []))
+    entries = _entries(specs, img_size, references)
     x = torch.randn(batch, 3, img_size, img_size, device=dev)
     y = torch.randint(0, 1000, (batch,), device=dev)
     if cuda:
         x = x.contiguous(memory_format=torch.channels_last)
-
-    if cuda:
-        from runner.train import configure_backends
-
         configure_backends(dev)  # cuDNN autotuning, as `roadmap run` trains
     steps = {}
     memory: dict[str, float] = {}
@@ -137,7 +126,25 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
                 e.model.eval()
                 e.eval.append(batch / _time(steps[e.name][1], 1, dev))
         log(f"round {r + 1}/{rounds} done")
+    return _table(entries, memory, dev)
 
+
+def _entries(specs: list[str], img_size: int, references: bool) -> list[Entry]:
+    """Our model of each spec, each followed by its reference model (torchvision's or timm's) when asked for."""
+    entries: list[Entry] = []
+    for spec in specs:
+        name = canonical(spec)
+        net = design_for(name).net
+        entries.append(Entry(name, build_model(net), count(net, img_size).gflops, [], []))
+        if references and name in REFERENCES:
+            label, make = REFERENCES[name]
+            # the same stochastic depth as ours, so both pay for the same work
+            entries.append(Entry(label, make(net.drop_path_rate), count(net, img_size).gflops, [], []))
+    return entries
+
+
+def _table(entries: list[Entry], memory: dict[str, float], dev: torch.device) -> pd.DataFrame:
+    """One row per model: median images/s, the ratio to its reference, GPU memory and MFU (on CUDA)."""
     peak = peak_tflops(dev)
     rows, by_name = [], {e.name: e for e in entries}
     for e in entries:
@@ -148,7 +155,7 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
         if ref and ref[0] in by_name:
             row["train vs ref"] = round(train / statistics.median(by_name[ref[0]].train), 3)
             row["eval vs ref"] = round(evaluation / statistics.median(by_name[ref[0]].eval), 3)
-        if cuda or memory.get(e.name):  # (memory is only measured on CUDA)
+        if dev.type == "cuda" or memory.get(e.name):  # (memory is only measured on CUDA)
             row["GPU GiB"] = round(memory.get(e.name, 0.0), 2)
             if peak:
                 row["MFU %"] = round(mfu_percent(train, e.gflops, peak), 1)

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roadmap.errors import RoadmapError
-from runner.run import PlannedRun, RunOptions, default_out, plan, write_plan
+from runner.data import load_dataset
+from runner.options import RunOptions
+from runner.planning import PlannedRun, plan
+from runner.run import default_out
+from runner.run_records import write_plan
 from runner.store import RunDir, ensure_writable
 
 
@@ -60,18 +64,17 @@ def pending(runs: list[PlannedRun], out: Path) -> list[PlannedRun]:
 
 
 def _plan_and_write(opts: RunOptions) -> tuple[list[PlannedRun], Path]:
-    from runner.data import load_dataset
-
-    info = load_dataset(opts.dataset, opts.data_dir).info
-    runs = plan(opts, info.name if not info.synthetic else opts.dataset, info.native_size, info.num_classes)
-    out = ensure_writable(Path(opts.out) if opts.out else default_out(opts.dataset))
+    info = load_dataset(opts.selection.dataset, opts.machine.data_dir).info
+    runs = plan(opts, info.name if not info.synthetic else opts.selection.dataset, info.native_size, info.num_classes)
+    out = ensure_writable(Path(opts.output.out) if opts.output.out else default_out(opts.selection.dataset))
     write_plan(out, runs, opts)
     return runs, out
 
 
 def launch_gpus(opts: RunOptions, argv: list[str], gpus: list[int], per_gpu: int,
                 log: Callable[[str], None] = print) -> Path:
-    """One child per run, `per_gpu` at a time on each of `gpus` (several small runs may share a GPU)."""
+    """One child per run, `per_gpu` at a time on each of `gpus` (several small runs may share a GPU); returns the
+    output directory (the CLI then reports)."""
     if not gpus or per_gpu < 1:
         raise RoadmapError("--launcher gpus needs --gpus 0,1,... and --per-gpu >= 1")
     runs, out = _plan_and_write(opts)
@@ -98,12 +101,13 @@ def launch_gpus(opts: RunOptions, argv: list[str], gpus: list[int], per_gpu: int
                 with open(logs / f"{r.run_id}.log", "a") as f:
                     slots[slot] = (subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), r)
         time.sleep(0.5)
-    _finish(opts, out, failed, log)
-    return out
+    return _finish(out, failed, log)
 
 
-def launch_slurm(opts: RunOptions, argv: list[str], slurm: SlurmOptions, log: Callable[[str], None] = print) -> Path:
-    """One submitit job per run that is missing or unfinished; wait for them unless told not to."""
+def launch_slurm(opts: RunOptions, argv: list[str], slurm: SlurmOptions,
+                 log: Callable[[str], None] = print) -> Path | None:
+    """One submitit job per run that is missing or unfinished; wait for them unless told not to. Returns the output
+    directory once the jobs are done (the CLI then reports), None when it did not wait."""
     try:
         import submitit
     except ImportError:
@@ -121,7 +125,7 @@ def launch_slurm(opts: RunOptions, argv: list[str], slurm: SlurmOptions, log: Ca
         f"({len(runs) - len(todo)} finished or running already)")
     if not slurm.wait:
         log("not waiting: run the same command again to collect finished jobs and resubmit the missing ones")
-        return out
+        return None
     failed = []
     for job, r in jobs:
         try:
@@ -130,24 +134,19 @@ def launch_slurm(opts: RunOptions, argv: list[str], slurm: SlurmOptions, log: Ca
         except Exception as e:  # a failed job: its log is in the submitit folder
             failed.append(r)
             log(f"{r.spec} (seed {r.seed}): FAILED (job {job.job_id}: {type(e).__name__}); see {out / 'submitit'}")
-    _finish(opts, out, failed, log)
-    return out
+    return _finish(out, failed, log)
 
 
 def run_child(argv: list[str]) -> int:
-    """What a submitit job runs: `roadmap <argv>` in-process."""
-    from roadmap.cli import main
-
-    code = main(argv)
+    """What a submitit job runs: `python -m roadmap <argv>` (a process of its own, as on local GPUs; the runner
+    never imports the CLI)."""
+    code = subprocess.call([sys.executable, "-m", "roadmap", *argv])
     if code != 0:
         raise RuntimeError(f"roadmap {' '.join(argv)} exited with {code}")
     return code
 
 
-def _finish(opts: RunOptions, out: Path, failed: list[PlannedRun], log: Callable[[str], None]) -> None:
+def _finish(out: Path, failed: list[PlannedRun], log: Callable[[str], None]) -> Path:
     if failed:
         log(f"{len(failed)} run(s) failed; run the same command again to retry them")
-    if opts.report:
-        from reports import build_report
-
-        log(f"report: {build_report(out)}")
+    return out

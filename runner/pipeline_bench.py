@@ -1,8 +1,9 @@
 """`roadmap bench`: the whole training pipeline of each step, beside a plain timm-style loop on the same model.
 
-Ours is what `roadmap run` trains with (`runner.train.prepare` and its epoch loop): images held on the device
-and augmented there in batches (the data path `roadmap run` would choose), bf16 autocast and channels-last on CUDA,
-fused AdamW, optional torch.compile, no host syncs in the step loop, evaluation at twice the training batch.
+Ours is what `roadmap run` trains with (`runner.trainer.prepare` and `runner.loop.train_epoch`): images held on
+the device and augmented there in batches (the data path `roadmap run` would choose), bf16 autocast and
+channels-last on CUDA, fused AdamW, optional torch.compile, no host syncs in the step loop, evaluation at twice
+the training batch.
 The reference is the loop timm-style scripts run: a DataLoader with worker processes decoding and augmenting
 PIL images (timm's transforms), timm's Mixup and AdamW (not fused), the same bf16 autocast and channels-last.
 Both train the same model, with the same recipe, batch and data, measured one after the other in one process,
@@ -15,6 +16,7 @@ synthetic one with Imagenette-160's image count and size) it is the full roadmap
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,11 +26,24 @@ from typing import Any
 
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader
 
 from roadmap.complexity import count
+from roadmap.model import build_model
+from runner import recipes
 from runner.bench import mfu_percent, peak_tflops
 from runner.budget import IMAGENETTE_SHAPED
+from runner.data import load_dataset
+from runner.devices import choose_data_path, default_workers, to_device
 from runner.dist import synchronize
+from runner.job import Job
+from runner.loaders import Transformed, eval_batch_size, loaders
+from runner.loop import evaluate, train_epoch
+from runner.options import RunOptions, Selection, Training
+from runner.planning import plan
+from runner.seeding import seed_everything
+from runner.store import RunDir
+from runner.trainer import prepare
 
 
 @dataclass
@@ -78,20 +93,18 @@ def _timed_eval(evaluate: Callable[[], int], dev: torch.device) -> float:
 
 def measure_ours(job, warmup: int, iters: int) -> Measured:
     """`roadmap run`'s own training step loop and evaluation on `job` (see runner.train)."""
-    from runner.train import _loaders, _train_epoch, evaluate, prepare
-
     dev = job.device
     t = prepare(job)
-    train_loader, val_loader = _loaders(job, 0)
+    train_loader, val_loader = loaders(job, 0)
     synchronize(dev)
     t0 = time.perf_counter()
-    _, updates, _ = _train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
+    _, updates, _ = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
                                  min(warmup, len(train_loader)), 0)
     synchronize(dev)
     warm = time.perf_counter() - t0
-    train_loader, val_loader = _loaders(job, 1)
+    train_loader, val_loader = loaders(job, 1)
     _reset_memory(dev)
-    stats, _, _ = _train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, updates,
+    stats, _, _ = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, updates,
                                iters, 1)
     memory = _peak_memory(dev)
     eval_model = t.ema.module if t.ema is not None else t.forward_model
@@ -106,7 +119,7 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     batch = train_loader.batch_size
     augment = None
     if job.device_data is not None and len(train_loader) > 1:
-        augment = augment_ms_per_batch(_loaders(job, 2)[0], dev)
+        augment = augment_ms_per_batch(loaders(job, 2)[0], dev)
     return Measured(stats["images_per_s"], eval_ips, memory, warm, min(warmup, len(train_loader)), batch, augment)
 
 
@@ -115,12 +128,6 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
     """A plain timm-style loop: DataLoader workers run timm's transforms on PIL images, the batch is copied to the
     device, mixed by timm's Mixup there, and trained under bf16 autocast with timm's AdamW (not fused). `resident`:
     bytes on the device that are not the reference's (our images), left out of its memory."""
-    from torch.utils.data import DataLoader
-
-    from roadmap.model import build_model
-    from runner import recipes
-    from runner.train import Transformed, eval_batch_size, seed_everything, to_device
-
     recipe, cuda = design.recipe, dev.type == "cuda"
     seed_everything(0)
     model = build_model(design.net, num_classes=num_classes).to(dev)
@@ -136,7 +143,31 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
     val = DataLoader(Transformed(splits.val, recipes.eval_transform(recipe, budget.img_size)),
                      batch_size=eval_batch_size(budget.batch_size), **common)
 
-    def steps(n: int):
+    steps = _reference_steps(model, opt, mix, train, dev)
+    model.train()
+    synchronize(dev)
+    t0 = time.perf_counter()
+    steps(warmup)  # worker start-up, cuDNN autotuning
+    synchronize(dev)
+    warm = time.perf_counter() - t0
+    _reset_memory(dev)
+    t0 = time.perf_counter()
+    steps(iters)
+    synchronize(dev)
+    train_ips = iters * batch / (time.perf_counter() - t0)
+    memory = _peak_memory(dev) - resident / 2**30
+    full_pass = _reference_eval(model, val, dev)
+    full_pass(1)
+    eval_ips = _timed_eval(full_pass, dev)
+    return Measured(train_ips, eval_ips, memory, warm, warmup, batch)
+
+
+def _reference_steps(model, opt, mix, train: DataLoader, dev: torch.device) -> Callable[[int], None]:
+    """The reference loop's training: `n` steps over the DataLoader (restarting it as needed), each batch copied to
+    the device, mixed there, trained under bf16 autocast."""
+    cuda = dev.type == "cuda"
+
+    def steps(n: int) -> None:
         done = 0
         while done < n:
             for x, y in train:
@@ -151,18 +182,12 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
                 opt.step()
                 done += 1
 
-    model.train()
-    synchronize(dev)
-    t0 = time.perf_counter()
-    steps(warmup)  # worker start-up, cuDNN autotuning
-    synchronize(dev)
-    warm = time.perf_counter() - t0
-    _reset_memory(dev)
-    t0 = time.perf_counter()
-    steps(iters)
-    synchronize(dev)
-    train_ips = iters * batch / (time.perf_counter() - t0)
-    memory = _peak_memory(dev) - resident / 2**30
+    return steps
+
+
+def _reference_eval(model, val: DataLoader, dev: torch.device) -> Callable[..., int]:
+    """The reference loop's evaluation pass (at most `limit` batches); returns how many images it saw."""
+    cuda = dev.type == "cuda"
 
     @torch.no_grad()
     def full_pass(limit: int | None = None) -> int:
@@ -178,9 +203,7 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
         correct.item()
         return seen
 
-    full_pass(1)
-    eval_ips = _timed_eval(full_pass, dev)
-    return Measured(train_ips, eval_ips, memory, warm, warmup, batch)
+    return full_pass
 
 
 def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGENETTE_SHAPED, preset: str = "quick",
@@ -192,17 +215,10 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
 
     Ours takes the data path and worker count `roadmap run` would (`data_path`, `workers`); the reference loop
     always uses a DataLoader with `workers` processes (default: min(8, CPUs))."""
-    import os
-
-    from runner.data import load_dataset
-    from runner.run import RunOptions, choose_data_path, default_workers, plan
-    from runner.store import RunDir
-    from runner.train import Job
-
     splits = load_dataset(dataset)
     info = splits.info
-    opts = RunOptions(dataset=dataset, steps=specs, preset=preset, epochs=epochs, batch_size=batch_size,
-                      img_size=img_size)
+    opts = RunOptions(Selection(dataset=dataset, steps=tuple(specs)),
+                      Training(preset=preset, epochs=epochs, batch_size=batch_size, img_size=img_size))
     runs = plan(opts, dataset, info.native_size, info.num_classes)
     ours_workers = workers if workers is not None else default_workers(device)
     ref_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
@@ -221,46 +237,50 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
                       val_set=splits.val, device=device, workers=ours_workers, compile=compile, progress=False,
                       log=lambda _: None, label=r.spec, device_data=device_data)
             ours = measure_ours(job, warmup, iters)
-            row = {"step": r.spec, f"GFLOPs@{r.budget.img_size}": round(gflops, 3), "batch": ours.batch,
-                   "epochs": r.budget.epochs, "train img/s": round(ours.train_ips, 1),
-                   "eval img/s": round(ours.eval_ips, 1)}
-            if ours.augment_ms is not None:  # the batched augmentation's share of a training step (device path)
-                step_ms = 1000 * ours.batch / ours.train_ips
-                row.update({"augment ms/batch": round(ours.augment_ms, 2), "step ms": round(step_ms, 2),
-                            "augment % of step": round(100 * ours.augment_ms / step_ms, 1)})
+            ref = measure_reference(r.design, r.budget, splits, info.num_classes, device, ref_workers, warmup,
+                                    iters, resident) if reference else None
+            row = _row(r, gflops, ours, ref, device, peak, compile)
             minutes = _minutes(ours, r.budget, info)
             totals["ours_min"] += minutes
-            if reference:
-                ref = measure_reference(r.design, r.budget, splits, info.num_classes, device, ref_workers, warmup,
-                                        iters, resident)
+            row["projected min"] = round(minutes, 2)
+            if ref is not None:
                 ref_minutes = _minutes(ref, r.budget, info)
                 totals["reference_min"] += ref_minutes
-                row.update({"ref train img/s": round(ref.train_ips, 1), "ref eval img/s": round(ref.eval_ips, 1),
-                            "train vs ref": round(ours.train_ips / ref.train_ips, 2),
-                            "eval vs ref": round(ours.eval_ips / ref.eval_ips, 2)})
-            if device.type == "cuda":
-                row["GPU GiB"] = round(ours.memory_gib, 2)
-                if reference:
-                    row["ref GPU GiB"] = round(ref.memory_gib, 2)
-                if peak:
-                    row["MFU %"] = round(mfu_percent(ours.train_ips, gflops, peak), 1)
-            row[f"warm-up s ({ours.warmup_steps} steps{', compile' if compile else ''})"] = round(ours.warmup_s, 1)
-            row["projected min"] = round(minutes, 2)
-            if reference:
                 row["ref projected min"] = round(ref_minutes, 2)
             rows.append(row)
             log(f"{r.spec}: ours {ours.train_ips:.0f} img/s"
-                + (f", reference {ref.train_ips:.0f} img/s" if reference else ""))
+                + (f", reference {ref.train_ips:.0f} img/s" if ref is not None else ""))
     totals.update(steps=len(runs), dataset=dataset, train_size=info.train_size, val_size=info.val_size,
                   data_path=paths[0].removeprefix("data path: "), workers=ref_workers)
     return pd.DataFrame(rows), totals
 
 
+def _row(r, gflops: float, ours: Measured, ref: Measured | None, device: torch.device, peak: float | None,
+         compile: bool) -> dict[str, Any]:
+    """One step's row: ours (and the reference's) images/s, the augmentation's share, GPU memory, MFU, warm-up."""
+    row = {"step": r.spec, f"GFLOPs@{r.budget.img_size}": round(gflops, 3), "batch": ours.batch,
+           "epochs": r.budget.epochs, "train img/s": round(ours.train_ips, 1), "eval img/s": round(ours.eval_ips, 1)}
+    if ours.augment_ms is not None:  # the batched augmentation's share of a training step (device path)
+        step_ms = 1000 * ours.batch / ours.train_ips
+        row.update({"augment ms/batch": round(ours.augment_ms, 2), "step ms": round(step_ms, 2),
+                    "augment % of step": round(100 * ours.augment_ms / step_ms, 1)})
+    if ref is not None:
+        row.update({"ref train img/s": round(ref.train_ips, 1), "ref eval img/s": round(ref.eval_ips, 1),
+                    "train vs ref": round(ours.train_ips / ref.train_ips, 2),
+                    "eval vs ref": round(ours.eval_ips / ref.eval_ips, 2)})
+    if device.type == "cuda":
+        row["GPU GiB"] = round(ours.memory_gib, 2)
+        if ref is not None:
+            row["ref GPU GiB"] = round(ref.memory_gib, 2)
+        if peak:
+            row["MFU %"] = round(mfu_percent(ours.train_ips, gflops, peak), 1)
+    row[f"warm-up s ({ours.warmup_steps} steps{', compile' if compile else ''})"] = round(ours.warmup_s, 1)
+    return row
+
+
 def _minutes(m: Measured, budget, info) -> float:
     """Wall time of the budget's epochs (training + one evaluation each) at the measured rates, plus the warm-up;
     an epoch trains its whole batches (at most `train_batches`) and evaluates at most `val_batches` batches."""
-    from runner.train import eval_batch_size
-
     train = info.train_size // m.batch * m.batch
     if budget.train_batches:
         train = min(train, budget.train_batches * m.batch)

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from runner import budget
-from runner.run import RunOptions, run
+from runner.options import Output, RunOptions, Selection, Training
+from runner.run import run
 from runner.store import RunDir
 
 STEPS = ["resnet50", "separate_downsampling"]
@@ -40,7 +41,7 @@ def parse(arg: str) -> tuple[str, dict, list[str], list[str]]:
 
 def main(out: str, configs: list[str], seeds: int = 1) -> None:
     from runner.data import load_dataset
-    from runner.run import plan
+    from runner.planning import plan
 
     info = load_dataset("fashion-mnist").info
     print("| config | step | seed | val top-1 | train top-1 | run seconds | img/s |")
@@ -48,8 +49,10 @@ def main(out: str, configs: list[str], seeds: int = 1) -> None:
     for arg in configs:
         name, fields, sets, steps = parse(arg)
         budget.PRESETS[name] = dataclasses.replace(budget.PRESETS["cpu"], name=name, **fields)
-        opts = RunOptions(dataset="fashion-mnist", preset=name, steps=steps, sets=sets, seeds=seeds, out=out,
-                          progress=False, report=False, write_plan=False, command=f"cpu_sweep {arg}")
+        opts = RunOptions(Selection(dataset="fashion-mnist", steps=tuple(steps), seeds=seeds),
+                          Training(preset=name, sets=tuple(sets)),
+                          output=Output(out=out, progress=False, report=False, write_plan=False,
+                                        command=f"cpu_sweep {arg}"))
         run(opts, log=lambda _: None)
         for r in plan(opts, info.name, info.native_size, info.num_classes):
             res = RunDir(Path(out) / r.run_id).read_result()

@@ -7,7 +7,7 @@ noisy machine hits both alike:
   mixing, forward, backward, optimizer): its recorded training images/s;
 - **model only**: the same model, optimizer and loss on one fixed batch of already-transformed images: images/s
   of forward + backward + optimizer step;
-- **eval**: images/s of `runner.train.evaluate` on `--eval-batches` validation batches.
+- **eval**: images/s of `runner.loop.evaluate` on `--eval-batches` validation batches.
 
     python scripts/cpu_time.py [--preset cpu] [--batches 40] [--rounds 2] [--steps a,b] [--batch-size N]
                                [--threads N] [--workers N] [--channels-last]
@@ -29,9 +29,13 @@ import torch
 from roadmap.model import build_model
 from runner import recipes
 from runner.data import load_dataset
-from runner.run import RunOptions, plan
+from runner.job import Job
+from runner.loaders import Transformed
+from runner.loop import evaluate
+from runner.options import RunOptions, Selection, Training
+from runner.planning import plan
 from runner.store import RunDir
-from runner.train import Job, Transformed, evaluate, train
+from runner.train import train
 
 
 def model_only(run, info, batch: int, iters: int, channels_last: bool = False) -> float:
@@ -82,17 +86,18 @@ def compare_layouts(runs, splits, info, batch: int, iters: int, rounds: int) -> 
     """Training img/s per step: channels-last against contiguous memory (the model alone, and the whole pipeline
     through `train`), and one thread against two (the model alone); each ratio taken within a round, where the
     measurements are interleaved, and the median over rounds."""
-    import runner.train
+    import runner.devices
+    import runner.trainer
 
-    layout = runner.train.channels_last
+    layout = runner.devices.channels_last
 
-    def pipeline_in(cl: bool) -> float:
-        runner.train.channels_last = lambda dev: cl
+    def pipeline_in(cl: bool) -> float:  # the layout of the model (runner.trainer) and of the batches (devices)
+        runner.devices.channels_last = runner.trainer.channels_last = lambda dev: cl
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 return pipeline(run, splits, info, iters, Path(tmp))
         finally:
-            runner.train.channels_last = layout
+            runner.devices.channels_last = runner.trainer.channels_last = layout
 
     print(f"training, {runs[0].budget.img_size} px, batch {batch}; median of {rounds} interleaved rounds")
     print("| step | model img/s (contiguous, 2 threads) | model: channels-last / contiguous | "
@@ -131,8 +136,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     splits = load_dataset("fashion-mnist")
     info = splits.info
-    opts = RunOptions(preset=args.preset, steps=args.steps.split(",") if args.steps else None, seeds=1,
-                      batch_size=args.batch_size)
+    opts = RunOptions(Selection(steps=tuple(args.steps.split(",")) if args.steps else None, seeds=1),
+                      Training(preset=args.preset, batch_size=args.batch_size))
     runs = plan(opts, info.name, info.native_size, info.num_classes)
     batch = runs[0].budget.batch_size
     if args.layouts:

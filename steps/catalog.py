@@ -14,15 +14,14 @@ functions use it) or the ResNet-200 regime (Appendix C) ending at ConvNeXt-B.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from roadmap.design import RESNET50, Design
+from roadmap.errors import RoadmapError, unknown
 from steps import family, inverted, kernel, macro, micro, resnet200, resnextify, training
 from steps.step import Section, Step
-
-if TYPE_CHECKING:
-    from roadmap.design import Design
 
 # Figure 2's order: the sections in the paper's order, each section's steps in its own module's order.
 RESNET50_STEPS: tuple[Step, ...] = (
@@ -56,8 +55,6 @@ class Roadmap:
 
     def get_step(self, name: str) -> Step:
         """The step called `name` (a step, alias or section name); a clear error otherwise."""
-        from roadmap.errors import unknown
-
         key = self.aliases.get(name, name)
         if key not in self.by_name:
             raise unknown("step", name, self.names)
@@ -78,8 +75,6 @@ class Roadmap:
 
     def path_with(self, name: str, without: tuple[str, ...] | list[str] = ()) -> tuple[Step, ...]:
         """`path_to(name)` less the steps in `without` (which must lie on that path)."""
-        from roadmap.errors import RoadmapError
-
         path = self.path_to(name)
         drop = {self.get_step(w).name for w in without}
         first = self.main_path[0].name
@@ -103,8 +98,6 @@ class Roadmap:
 
     def parse_spec(self, spec: str) -> tuple[Step, ...]:
         """The ordered steps of a spec: `NAME`, `NAME-LEFT_OUT...`, `NAME+APPLIED_AFTER...`."""
-        from roadmap.errors import RoadmapError
-
         text = spec.strip()
         terms = _SPEC.findall(text)
         if not terms or "".join(sign + name for sign, name in terms) != text or terms[0][0]:
@@ -133,16 +126,10 @@ class Roadmap:
 
 
 def _resnet50_start() -> Design:
-    from roadmap.design import RESNET50
-
     return RESNET50
 
 
 def _resnet200_start() -> Design:
-    import dataclasses
-
-    from roadmap.design import RESNET50
-
     return dataclasses.replace(RESNET50, net=dataclasses.replace(RESNET50.net, depths=(3, 24, 36, 3)))
 
 
@@ -153,8 +140,6 @@ REGIMES: dict[str, Roadmap] = {r.name: r for r in (RESNET50_REGIME, RESNET200_RE
 
 
 def get_regime(name: str) -> Roadmap:
-    from roadmap.errors import unknown
-
     if name not in REGIMES:
         raise unknown("regime", name, REGIMES)
     return REGIMES[name]
@@ -178,3 +163,30 @@ compose = RESNET50_REGIME.compose
 parse_spec = RESNET50_REGIME.parse_spec
 design_for = RESNET50_REGIME.design_for
 canonical = RESNET50_REGIME.canonical
+
+
+# -------------------------------------------------------------------------------- what `roadmap run` trains
+
+
+def alternative_to(regime: Roadmap, branch: Step) -> Step | None:
+    """The main-path step a branch stands beside: the one right after its `branch_of` (for the kernel sweep's
+    kernel_5/9/11, large_kernel, the kernel the paper adopts). None for a main-path step, and for a branch of the
+    last step (such a branch is trained when named, e.g. `--steps convnext_tiny,squeeze_excite`)."""
+    if not branch.is_branch:
+        return None
+    names = [s.name for s in regime.main_path]
+    after = names.index(branch.branch_of) + 1
+    return regime.main_path[after] if after < len(names) else None
+
+
+def steps_upto(regime: Roadmap, upto: str | None = None, branches: bool = True) -> list[str]:
+    """The step names `roadmap run --upto` trains, in the regime's order: the path to `upto` (default: the whole
+    main path) and, with `branches`, each branch whose alternative (see `alternative_to`) is on that path, as in
+    the paper's Figure 2 (the kernel sweep's branches once the path reaches large_kernel)."""
+    names = [s.name for s in regime.path_to(upto or regime.main_path[-1].name)]
+    if branches:
+        reached = [s for s in regime.steps if s.is_branch and s.name not in names
+                   and (alt := alternative_to(regime, s)) is not None and alt.name in names]
+        names += [s.name for s in reached]
+    order = [s.name for s in (*regime.steps, *regime.extras)]
+    return sorted(names, key=order.index)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
+from roadmap.design import MODERN_RECIPE, Design, Init
 from steps.step import Section, Step
-
-if TYPE_CHECKING:
-    from roadmap.design import Design
 
 START = Section("resnet50", "2", "Starting point")
 TRAINING = Section("training_techniques", "2.1", "Training techniques")
@@ -17,8 +14,6 @@ TRAINING = Section("training_techniques", "2.1", "Training techniques")
 def _modern_recipe(design: Design) -> Design:
     # Table 5 lists stochastic depth and the trunc-normal init with the recipe: they are training choices that add
     # no parameter and no FLOP, so they come with the recipe; layer scale (which adds parameters) comes in 2.6.
-    from roadmap.design import MODERN_RECIPE, Init
-
     net = dataclasses.replace(design.net, drop_path_rate=0.1, init=Init.TRUNC_NORMAL)
     return dataclasses.replace(design, net=net, recipe=MODERN_RECIPE)
 

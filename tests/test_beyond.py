@@ -7,7 +7,7 @@ import tempfile
 import pytest
 import torch
 
-from runner.train import load_pretrained
+from runner.checkpoint import load_pretrained
 
 
 def test_ablate_plans_the_full_model_and_each_step_left_out(tmp_path, cli):
@@ -108,7 +108,7 @@ def test_a_tracker_receives_every_epoch(tmp_path, cli, monkeypatch):
 
 
 def test_an_order_is_a_path_of_specs_that_meets_the_papers_steps_where_the_models_are_equal():
-    from runner.run import order_specs
+    from runner.selection import order_specs
     from steps import get_regime
 
     r = get_regime("resnet50")

@@ -12,8 +12,9 @@ from PIL import Image
 from roadmap.design import MODERN_RECIPE, RESNET50, Crop, Recipe
 from runner import recipes
 from runner.budget import PRESETS, Budget, apply_budget, get_preset, make_budget, scale_regularization
-from runner.run import RunOptions, plan, seeds_of
-from runner.train import val_batches_at
+from runner.loaders import val_batches_at
+from runner.options import RunOptions, Selection, Training
+from runner.planning import plan, seeds_of
 from steps import ROADMAP, design_at
 
 
@@ -134,12 +135,12 @@ def test_device_pad_crop_of_images_in_a_canvas_is_exactly_the_loaders(interpolat
 
 def test_small_images_get_the_pad_crop_and_whole_image_evaluation():
     info = ("fashion-mnist", 28, 10)
-    small = plan(RunOptions(preset="cpu", steps=["resnet50", "convnext_tiny"], seeds=1), *info)
+    small = plan(RunOptions(Selection(steps=("resnet50", "convnext_tiny"), seeds=1), Training(preset="cpu")), *info)
     assert all(r.design.recipe.crop is Crop.PAD and r.design.recipe.eval_crop_pct == 1.0 for r in small)
-    large = plan(RunOptions(preset="quick", steps=["convnext_tiny"], seeds=1, img_size=64), *info)
+    large = plan(RunOptions(Selection(steps=("convnext_tiny",), seeds=1), Training(preset="quick", img_size=64)), *info)
     assert large[0].design.recipe.crop is Crop.RANDOM_RESIZED and large[0].design.recipe.eval_crop_pct == 0.875
-    undone = plan(RunOptions(preset="cpu", steps=["convnext_tiny"], seeds=1, sets=["recipe.crop=random_resized"]),
-                  *info)
+    undone = plan(RunOptions(Selection(steps=("convnext_tiny",), seeds=1),
+                             Training(preset="cpu", sets=("recipe.crop=random_resized",))), *info)
     assert undone[0].design.recipe.crop is Crop.RANDOM_RESIZED
 
 
@@ -167,8 +168,9 @@ def test_the_last_epoch_is_evaluated_in_full_the_others_on_a_fixed_subset():
 
 
 def test_the_cpu_preset_trains_three_seeds_by_default():
-    assert seeds_of(RunOptions(preset="cpu")) >= 3
-    assert seeds_of(RunOptions(preset="quick")) == 1 and seeds_of(RunOptions(preset="cpu", seeds=1)) == 1
-    runs = plan(RunOptions(preset="cpu", steps=["convnext_tiny"]), "fashion-mnist", 28, 10)
+    assert seeds_of(RunOptions(training=Training(preset="cpu"))) >= 3
+    assert seeds_of(RunOptions(training=Training(preset="quick"))) == 1
+    assert seeds_of(RunOptions(Selection(seeds=1), Training(preset="cpu"))) == 1
+    runs = plan(RunOptions(Selection(steps=("convnext_tiny",)), Training(preset="cpu")), "fashion-mnist", 28, 10)
     assert sorted(r.seed for r in runs) == list(range(PRESETS["cpu"].seeds))
     assert len([s for s in ROADMAP if s.in_paper]) == 17  # Figure 2's models

@@ -62,3 +62,33 @@ def test_console_script_has_no_traceback():
                           env=env)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Did you mean 'convnext_tiny'" in proc.stderr
+
+
+LOOK = [["steps"], ["show", "convnext_tiny"], ["diff", "gelu", "layer_norm"], ["flops"],
+        ["flops", "--regime", "resnet200"]]
+
+
+@pytest.mark.parametrize("argv", LOOK, ids=lambda a: " ".join(a))
+def test_looking_never_imports_torch_or_timm(argv):
+    """`roadmap steps|show|diff|flops` read the description alone: a fresh process running them (and `import roadmap`,
+    whose public names load lazily) has neither torch nor timm in `sys.modules` afterwards."""
+    code = (
+        "import contextlib, io, sys\n"
+        "import roadmap\n"
+        "from roadmap.cli import main\n"
+        f"with contextlib.redirect_stdout(io.StringIO()):\n    code = main({argv!r})\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'torchvision'))\n"
+        "assert code == 0 and not heavy, (code, heavy[:5])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_public_names_load_on_first_use():
+    """`from roadmap import build_model` still works: the lazy attributes resolve to the modules that hold them."""
+    import roadmap
+    from roadmap.model import build_model
+
+    assert roadmap.build_model is build_model and "build_model" in dir(roadmap)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        roadmap.nope  # noqa: B018

@@ -114,14 +114,20 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
     import torch._dynamo
 
     from runner.data import load_dataset
-    from runner.run import RunOptions, choose_data_path, plan
+    from runner.devices import choose_data_path
+    from runner.job import Job
+    from runner.loaders import loaders
+    from runner.loop import evaluate, train_epoch
+    from runner.options import RunOptions, Selection, Training
+    from runner.planning import plan
     from runner.store import RunDir
-    from runner.train import Job, _loaders, _train_epoch, evaluate, prepare
+    from runner.trainer import prepare
 
     splits = load_dataset("synthetic:train=256,val=72")
     info = splits.info
-    (r,) = plan(RunOptions(dataset="synthetic:train=256,val=72", steps=["convnext_tiny"], preset="smoke", epochs=2,
-                           train_batches=4, batch_size=32), "synthetic", info.native_size, info.num_classes)
+    (r,) = plan(RunOptions(Selection(dataset="synthetic:train=256,val=72", steps=("convnext_tiny",)),
+                           Training(preset="smoke", epochs=2, train_batches=4, batch_size=32)),
+                "synthetic", info.native_size, info.num_classes)
     device_data = choose_data_path("device", splits, DEV, 0, lambda _: None)
     job = Job(run_dir=RunDir(tmp_path / "r"), design=r.design, budget=r.budget, seed=0, num_classes=info.num_classes,
               class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=DEV, compile=True,
@@ -132,8 +138,8 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
         for epoch in range(3):
             if epoch == 1:
                 torch._dynamo.config.error_on_recompile = True
-            train_loader, val_loader = _loaders(job, epoch)
-            stats, updates, bad = _train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix,
+            train_loader, val_loader = loaders(job, epoch)
+            stats, updates, bad = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix,
                                                t.ema, updates, 4, epoch)
             assert not bad
             evaluate(t.eval_model, val_loader, info.num_classes, DEV, len(val_loader))

@@ -68,15 +68,20 @@ def test_a_single_cuda_process_is_bound_to_its_own_gpu(monkeypatch):
 
 
 def test_cuda_synchronize_always_names_the_device(monkeypatch):
+    import runner.checkpoint
     import runner.dist as dist
-    import runner.train as train
+    import runner.loaders
+    import runner.loop
+    import runner.train
+    import runner.trainer
 
     calls = _Recorder()
     monkeypatch.setattr(torch.cuda, "synchronize", calls)
     dist.synchronize(torch.device("cuda", 1))
     dist.synchronize(torch.device("cpu"))
     assert calls.calls == [((torch.device("cuda", 1),), {})]
-    assert "torch.cuda.synchronize()" not in inspect.getsource(train)  # which would wait on the current device
+    for training in (runner.train, runner.trainer, runner.loop, runner.loaders, runner.checkpoint):
+        assert "torch.cuda.synchronize()" not in inspect.getsource(training)  # which would wait on the current device
 
 
 # -------------------------------------------------------------------------------- sync_bn keeps the channels-last BN
@@ -125,7 +130,7 @@ def test_the_device_path_without_augmentation_still_mixes(tmp_path, cli):
 
 
 def test_evaluation_reads_back_once_not_per_batch(monkeypatch):
-    from runner.train import evaluate
+    from runner.loop import evaluate
 
     reads = {"n": 0}
     for name in ("item", "tolist", "cpu"):
@@ -185,7 +190,7 @@ def test_bench_memory_is_each_models_own(monkeypatch):
 
 
 def test_cudnn_autotuning_is_on_for_cuda(monkeypatch):
-    from runner.train import configure_backends
+    from runner.trainer import configure_backends
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     configure_backends(torch.device("cpu"))
@@ -231,7 +236,7 @@ def test_records_without_compile_keep_their_format(tmp_path, cli):
 def test_every_rank_draws_its_own_droppath_masks_and_rank_0_keeps_its_stream():
     from timm.layers import DropPath
 
-    from runner.train import epoch_seed, rank_seed, seed_everything
+    from runner.seeding import epoch_seed, rank_seed, seed_everything
 
     drop = DropPath(0.5).train()
     x = torch.ones(64, 1, 1, 1)
@@ -243,8 +248,8 @@ def test_every_rank_draws_its_own_droppath_masks_and_rank_0_keeps_its_stream():
     assert rank_seed(epoch_seed(3, 1), 0) == epoch_seed(3, 1)  # one process: the same numbers as before
     assert not torch.equal(masks(0), masks(1))
     assert torch.equal(masks(1), masks(1))  # and still seeded (resume repeats an epoch exactly)
-    assert "rank_seed(epoch_seed(job.seed, epoch), job.dist.rank)" in inspect.getsource(
-        __import__("runner.train", fromlist=["train"]).train)
+    assert "rank_seed(epoch_seed(job.seed, epoch), job.dist.rank)" in inspect.getsource(  # the epoch loop's seed
+        __import__("runner.train", fromlist=["train"]))
 
 
 # -------------------------------------------------------------------------------- equal shards on the CPU loader

@@ -8,6 +8,7 @@ import torch
 import torchvision
 
 import roadmap
+import roadmap.timm_models  # noqa: F401  (registers timm.create_model("roadmap_<step>"))
 from roadmap import build_model
 from roadmap.complexity import count
 from roadmap.errors import RoadmapError

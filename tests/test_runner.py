@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from runner.budget import get_preset, make_budget
-from runner.run import select_steps
+from runner.selection import select_steps
 from runner.store import RunDir
+from steps import ROADMAP, STEPS
 
 SMALL = ["--dataset", "synthetic:train=256,val=64", "--preset", "smoke", "--quiet", "--no-report"]
 
@@ -31,10 +32,29 @@ def test_select_steps():
     upto_kernel = select_steps("large_kernel", None, True)
     assert upto_kernel[-5:] == ["move_up_dwconv", "kernel_5", "large_kernel", "kernel_9", "kernel_11"]
     assert "kernel_5" not in select_steps("large_kernel", None, False)
-    assert len(select_steps(None, None, True)) == 17
+    assert len(select_steps(None, None, True)) == len(ROADMAP)  # the whole roadmap, branches included
     assert select_steps("kernel_9", None, False)[-2:] == ["move_up_dwconv", "kernel_9"]
     assert select_steps(None, ["micro_design", "convnext_tiny-gelu"], True) == [
         "separate_downsampling", "separate_downsampling-gelu"]
+
+
+def test_branches_come_with_the_step_they_stand_beside():
+    """The branch rule is the catalog's data, not a name in the runner: a branch trains with `--upto` once the
+    main-path step after its `branch_of` (its alternative) is on the path; a branch of the last step has none and
+    trains when named."""
+    import dataclasses
+
+    from steps.catalog import RESNET50_REGIME, Roadmap, alternative_to, steps_upto
+
+    r = RESNET50_REGIME
+    assert alternative_to(r, STEPS["kernel_5"]).name == "large_kernel" and alternative_to(r, STEPS["gelu"]) is None
+    assert "kernel_5" not in steps_upto(r, "move_up_dwconv") and "kernel_5" in steps_upto(r, "large_kernel")
+    early = dataclasses.replace(STEPS["gelu"], name="early_gelu", branch_of="training_recipe")
+    late = dataclasses.replace(STEPS["gelu"], name="late_gelu", branch_of="separate_downsampling")
+    regime = Roadmap("test", (*r.steps, early, late), r.start, {})
+    assert "early_gelu" not in steps_upto(regime, "training_recipe")
+    assert "early_gelu" in steps_upto(regime, "stage_ratio") and "late_gelu" not in steps_upto(regime)
+    assert select_steps(None, ["late_gelu"], True, regime) == ["late_gelu"]
 
 
 def test_budget_rules():
@@ -102,10 +122,11 @@ def test_a_held_run_is_skipped_not_corrupted(tmp_path, cli):
     args = ["run", *SMALL, "--steps", "resnet50,gelu", "--epochs", "1", "--train-batches", "2", "--val-batches", "1",
             "--out", str(out)]
     cli(*args, "--dry-run")
-    from runner.run import RunOptions, plan
+    from runner.options import RunOptions, Selection, Training
+    from runner.planning import plan
 
-    opts = RunOptions(dataset="synthetic:train=256,val=64", preset="smoke", steps=["resnet50", "gelu"], epochs=1,
-                      train_batches=2, val_batches=1)
+    opts = RunOptions(Selection(dataset="synthetic:train=256,val=64", steps=("resnet50", "gelu")),
+                      Training(preset="smoke", epochs=1, train_batches=2, val_batches=1))
     runs = plan(opts, "synthetic:train=256,val=64", 32, 10)
     held = RunDir(out / runs[0].run_id)
     with held.lock() as mine:
@@ -266,7 +287,7 @@ def test_throughput_and_train_accuracy_count_images_not_soft_target_entries(monk
 
     import torch
 
-    from runner import train as train_mod
+    from runner import loop as train_mod
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
@@ -281,7 +302,7 @@ def test_throughput_and_train_accuracy_count_images_not_soft_target_entries(monk
     from runner.recipes import Targets
 
     sched = types.SimpleNamespace(step_update=lambda n: None)
-    stats, updates, bad = train_mod._train_epoch(job, model, model, batches, opt, sched,
+    stats, updates, bad = train_mod.train_epoch(job, model, model, batches, opt, sched,
                                                  Targets(None, SoftTargetCrossEntropy()), None, 0, 5, 0)
     assert stats["images_per_s"] == 40.0 and updates == 5 and not bad
     assert 0.0 <= stats["train_top1"] <= 100.0
@@ -312,7 +333,7 @@ def test_train_top1_under_mixing_counts_the_mixed_images_main_class(monkeypatch)
 
     import torch
 
-    from runner import train as train_mod
+    from runner import loop as train_mod
     from runner.recipes import Targets
 
     def swap(x, y):  # a "mix" with lambda = 0: every image becomes its partner's (timm pairs i with B-1-i)
@@ -333,5 +354,5 @@ def test_train_top1_under_mixing_counts_the_mixed_images_main_class(monkeypatch)
     sched = types.SimpleNamespace(step_update=lambda n: None)
     mix = Targets(types.SimpleNamespace(), lambda out, target: (out * 0).sum() + w.sum())
     monkeypatch.setattr(Targets, "__call__", lambda self, x, y: swap(x, y))
-    stats, _, _ = train_mod._train_epoch(job, model, model, [(images, labels)] * 3, opt, sched, mix, None, 0, 3, 0)
+    stats, _, _ = train_mod.train_epoch(job, model, model, [(images, labels)] * 3, opt, sched, mix, None, 0, 3, 0)
     assert stats["train_top1"] == 100.0  # the old count compared with the unmixed labels: 0 %

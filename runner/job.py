@@ -1,0 +1,42 @@
+"""One training run's inputs: the `Job` every training module reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from roadmap.design import Design
+from runner.budget import Budget
+from runner.dist import SINGLE, Dist
+from runner.store import RunDir
+
+
+@dataclass
+class Job:
+    """Everything one training run needs."""
+
+    run_dir: RunDir
+    design: Design  # recipe already scaled to the budget
+    budget: Budget
+    seed: int
+    num_classes: int
+    class_names: tuple[str, ...]
+    train_set: Dataset  # untransformed: (PIL image, label)
+    val_set: Dataset
+    device: torch.device
+    workers: int = 0
+    compile: bool = False
+    progress: bool = True
+    log: Callable[[str], None] = print
+    label: str = ""
+    dist: Dist = SINGLE
+    init_from: str | None = None  # weights to start from (fine-tuning)
+    tracker: str | None = None  # "tensorboard" or "wandb": mirror each epoch's metrics there
+    device_data: tuple[Any, Any] | None = None  # (train, val) DeviceDatasets: augment on the device (device_data)
+    model_name: str | None = None  # a timm baseline: this model instead of the design's network
+    micro_batch: int | str | None = None  # images per forward/backward on each process (gradient accumulation);
+

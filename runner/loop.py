@@ -1,0 +1,210 @@
+"""The inner loops: one training epoch (gradient accumulation, DDP, divergence checks with few host syncs) and
+evaluation (loss, top-1/5 and the confusion matrix, counted on the device), and per-class scores."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from runner.devices import to_device
+from runner.dist import SINGLE, Dist, all_reduce_sum, synchronize
+from runner.loaders import rank_batch
+
+
+def train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, steps, epoch,
+                time_first_step: bool = False, micro: int | None = None):
+    """One epoch of `steps` optimizer steps; returns (stats, updates, diverged). Host syncs only every `check_every`
+    steps on CUDA.
+
+    `model` is what runs forward (maybe DDP-wrapped or compiled), `raw_model` the plain module EMA follows.
+    With `micro` the loader yields micro-batches and each step accumulates the gradients of `accum` of them (the
+    per-process batch over `micro`), each loss weighted 1 / accum, so the step's gradient is the batch's mean; under
+    DDP the gradients are all-reduced once per step (`no_sync` on the others). BatchNorm sees micro-batch statistics.
+    With `time_first_step` (the first epoch of a compiled model) the first step, which compiles, is timed apart:
+    its seconds are `compile_seconds`, and images/s counts the steps after it."""
+    recipe, dev, d = job.design.recipe, job.device, job.dist
+    check_every = 25 if dev.type == "cuda" else 1
+    accum = 1 if micro is None else _accumulation(job, loader, micro)
+    steps = min(steps, len(loader) // accum)  # never more steps than the loader has whole batches for
+    model.train()
+    sums = _Sums(dev)
+    bad, done = False, 0
+    first_step, first_images = None, 0
+    bar = tqdm(total=steps, desc=f"{job.label} epoch {epoch + 1}/{job.budget.epochs}", leave=False,
+               disable=not (job.progress and d.is_main), file=sys.stderr, dynamic_ncols=True)
+    batches = iter(loader)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        opt.zero_grad(set_to_none=True)
+        _accumulate(model, mix, batches, accum, dev, d, sums)
+        if recipe.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        opt.step()
+        updates += 1
+        done = i + 1
+        sched.step_update(updates)
+        if ema is not None:
+            ema.update(raw_model, step=updates)
+        if time_first_step and i == 0:
+            synchronize(dev)
+            first_step, first_images = time.perf_counter() - t0, sums.seen
+        if (i + 1) % check_every == 0 or i + 1 == steps:
+            if sums.diverged(d):  # every rank stops together when any diverges
+                bad = True
+                break
+            bar.set_postfix(loss=f"{sums.loss.item() / (i + 1):.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}",
+                            refresh=False)
+        bar.update(1)
+    synchronize(dev)
+    seconds = time.perf_counter() - t0
+    bar.close()
+    stats = sums.stats(d, done, seconds, first_step, first_images)
+    return stats, updates, bad or not math.isfinite(stats["train_loss"])
+
+
+class _Sums:
+    """An epoch's running loss, correct predictions and images, kept on the device (no host sync per step)."""
+
+    def __init__(self, dev: torch.device) -> None:
+        self.dev = dev
+        self.loss = torch.zeros((), device=dev)
+        self.correct = torch.zeros((), device=dev, dtype=torch.long)
+        self.seen = 0
+        self.flag = torch.zeros((), device=dev)
+
+    def diverged(self, d: Dist) -> bool:
+        """Whether the loss is NaN/inf on any rank (one host sync, and one all-reduce under DDP)."""
+        self.flag.fill_(0.0 if math.isfinite(self.loss.item()) else 1.0)
+        all_reduce_sum(d, self.flag)
+        return self.flag.item() > 0
+
+    def stats(self, d: Dist, done: int, seconds: float, first_step: float | None, first_images: int
+              ) -> dict[str, Any]:
+        """Mean loss, top-1 and images/s over all ranks; a timed-apart first (compiling) step is left out of the
+        images/s and reported as `compile_seconds`."""
+        dev = self.dev
+        n = torch.tensor(float(max(1, done) * d.world), device=dev)
+        seen_t = torch.tensor(float(self.seen), device=dev)
+        rated = self.seen - first_images if first_step is not None and self.seen > first_images else self.seen
+        rated_t = torch.tensor(float(rated), device=dev)
+        all_reduce_sum(d, self.loss, self.correct, seen_t, rated_t)
+        rated_seconds = seconds - first_step if rated != self.seen else seconds
+        stats = {
+            "train_loss": self.loss.item() / n.item(),
+            "train_top1": 100.0 * self.correct.item() / max(1.0, seen_t.item()),
+            "images_per_s": rated_t.item() / max(rated_seconds, 1e-9),
+        }
+        if first_step is not None:
+            stats["compile_seconds"] = round(first_step, 3)
+        return stats
+
+
+def _accumulate(model, mix, batches, accum: int, dev: torch.device, d: Dist, sums: _Sums) -> None:
+    """Forward and backward `accum` micro-batches of one optimizer step (the loss of each weighted 1 / accum);
+    under DDP the gradients are all-reduced on the last one only."""
+    cuda = dev.type == "cuda"
+    for j in range(accum):
+        x, y = next(batches)
+        x, y = to_device(x, y, dev)
+        xm, ym = mix(x, y)
+        sync_now = j == accum - 1 or not d.active  # DDP: all-reduce the gradients on the last micro-batch only
+        with contextlib.nullcontext() if sync_now else model.no_sync():
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+                out = model(xm)
+                loss = mix.loss(out, ym)
+            (loss if accum == 1 else loss / accum).backward()
+        sums.loss += loss.detach().float() if accum == 1 else loss.detach().float() / accum
+        hard = ym if ym.ndim == 1 else ym.argmax(1)  # mixed (soft) targets: the image's main class
+        sums.correct += (out.detach().argmax(1) == hard).sum()
+        sums.seen += y.shape[0]  # images (soft targets from the device path are (B, classes))
+
+
+def _accumulation(job, loader, micro: int) -> int:
+    """Micro-batches per optimizer step: the per-process batch over the loader's micro-batch."""
+    n = len(loader.data) if hasattr(loader, "data") else len(loader.dataset)
+    return rank_batch(job, n) // micro
+
+
+@torch.no_grad()
+def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: int,
+             dist: Dist = SINGLE, time_first_batch: bool = False) -> dict[str, Any]:
+    """Loss, top-1, top-5 and the confusion matrix on (at most `max_batches` of) the validation set,
+    summed over the ranks' shards.
+
+    Everything is counted on the device (the confusion matrix with `index_add_`, whose output size does not depend
+    on the data, unlike `bincount`), and read back once at the end: no host sync per batch.
+    With `time_first_batch` the first batch is synchronized and timed (`first_batch_seconds`: a compiled model's
+    eval graph is compiled there)."""
+    model.eval()
+    cuda = dev.type == "cuda"
+    loss_sum = torch.zeros((), device=dev)
+    top1 = torch.zeros((), device=dev, dtype=torch.long)
+    top5 = torch.zeros((), device=dev, dtype=torch.long)
+    confusion = torch.zeros(num_classes * num_classes, device=dev, dtype=torch.long)
+    seen = 0
+    first = None
+    k = min(5, num_classes)
+    t0 = time.perf_counter()
+    for i, (x, y) in enumerate(loader):
+        if i >= max_batches:
+            break
+        x, y = to_device(x, y, dev)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+            out = model(x)
+        out = out.float()
+        loss_sum += torch.nn.functional.cross_entropy(out, y, reduction="sum")
+        pred = out.topk(k, dim=1).indices
+        top1 += (pred[:, 0] == y).sum()
+        top5 += (pred == y[:, None]).any(1).sum()
+        cells = y * num_classes + pred[:, 0]
+        confusion.index_add_(0, cells, torch.ones_like(cells))
+        seen += y.shape[0]
+        if time_first_batch and i == 0:
+            synchronize(dev)
+            first = time.perf_counter() - t0
+    seen_t = torch.tensor(float(seen), device=dev)
+    all_reduce_sum(dist, loss_sum, top1, top5, confusion, seen_t)
+    # one read-back for everything: the sums (as float64: exact for counts below 2**53) and the matrix
+    values = torch.cat([torch.stack([loss_sum.double(), top1.double(), top5.double(), seen_t.double()]),
+                        confusion.double()]).tolist()
+    loss_total, top1_n, top5_n, seen = values[0], values[1], values[2], max(values[3], 1.0)
+    matrix = [[int(v) for v in values[4 + r * num_classes: 4 + (r + 1) * num_classes]] for r in range(num_classes)]
+    result = {
+        "val_loss": loss_total / seen,
+        "val_top1": 100.0 * top1_n / seen,
+        "val_top5": 100.0 * top5_n / seen,
+        "confusion": matrix,
+    }
+    if time_first_batch:
+        result["first_batch_seconds"] = first or 0.0
+    return result
+
+
+def per_class(confusion: list[list[int]], names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Precision, recall and F1 (percent) per class from a confusion matrix (rows: truth, columns: prediction)."""
+    m = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(m)
+    predicted, actual = m.sum(0), m.sum(1)
+    rows = []
+    for c, name in enumerate(names):
+        p = tp[c] / predicted[c] if predicted[c] else 0.0
+        r = tp[c] / actual[c] if actual[c] else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        rows.append(
+            {
+                "class": name,
+                "precision": round(100 * p, 2),
+                "recall": round(100 * r, 2),
+                "f1": round(100 * f1, 2),
+                "support": int(actual[c]),
+            }
+        )
+    return rows
+

@@ -1,0 +1,69 @@
+"""The records a run writes about itself, beside its metrics and result: config.json (the step, its complexity,
+the data, budget, design and identity, the code and package versions, the command) and the result directory's
+plan.json (every planned run, the step orders)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from roadmap import schema
+from runner import baselines as timm_baselines
+from runner import store
+from runner.batching import micro_batch_record
+from runner.options import RunOptions
+from runner.planning import PlannedRun, complexity_of, described, seeds_of
+from runner.provenance import code_version, git_revision, now, package_versions
+from runner.selection import order_specs, order_steps
+from steps import Roadmap, get_regime
+
+
+def config_for(run: PlannedRun, info, device: str, opts: RunOptions, world: int = 1) -> schema.RunConfig:
+    """config.json: everything needed to reproduce the run and to report on it without the code."""
+    regime = get_regime(opts.selection.regime)
+    img = run.budget.img_size
+    c = complexity_of(run, info.num_classes, regime)
+    if run.model is not None:
+        paper = timm_baselines.PAPER_NUMBERS.get(run.model)
+        step_fields = {"step_name": run.spec, "section": schema.BASELINE_SECTION, "branch_of": None,
+                       "baseline": run.model, "paper": schema.PaperNumbers(**paper) if paper else None}
+    else:
+        step = regime.parse_spec(run.spec)[-1]
+        is_paper_step = run.spec == step.name  # a composed spec (leave-one-out, reordered) is not the paper's model
+        step_fields = {
+            "step_name": step.name, "branch_of": step.branch_of,
+            "section": schema.Section(step.section.key, step.section.number, step.section.title),
+            "paper": schema.PaperNumbers(step.paper_top1, step.paper_gflops, step.footnote) if is_paper_step else None,
+        }
+    micro = opts.training.micro_batch
+    return schema.RunConfig(
+        run_id=run.run_id, step=run.spec, **step_fields, seed=run.seed, regime=regime.name,
+        complexity=schema.Complexity(params=c.params, gflops_run=round(c.gflops_run, 5), img_size=img,
+                                     gflops_224=round(c.gflops_224, 4), params_224=c.params_224),
+        dataset=schema.DatasetInfo(name=info.name, num_classes=info.num_classes, classes=list(info.classes),
+                                   train_size=info.train_size, val_size=info.val_size, img_size=img,
+                                   synthetic=info.synthetic),
+        budget=run.budget, design=described(run.design, run.model), identity=run.identity, device=device,
+        code_version=code_version(), git_revision=git_revision(), packages=package_versions(),
+        command=opts.output.command, created=now(),
+        # only when asked for: how each optimizer step is computed (not part of the run's identity, like --nproc)
+        micro_batch=micro_batch_record(run, info.train_size, micro, world) if micro is not None else None,
+    )
+
+
+def write_plan(out: Path, runs: list[PlannedRun], opts: RunOptions) -> None:
+    """plan.json: every planned run (spec, seed, directory) and the step orders, as the report reads them."""
+    what = opts.selection
+    store.write_plan(out, schema.Plan(
+        steps=list(dict.fromkeys(r.spec for r in runs)), seeds=seeds_of(opts), dataset=what.dataset,
+        regime=what.regime, img_size=runs[0].budget.img_size, preset=runs[0].budget.preset,
+        command=opts.output.command, created=now(),
+        orders=[order_record(steps, get_regime(what.regime)) for steps in what.orders],
+        runs=[schema.PlanEntry(step=r.spec, seed=r.seed, dir=r.run_id) for r in runs],
+    ))
+
+
+def order_record(order: Sequence[str], regime: Roadmap) -> schema.OrderRecord:
+    """plan.json's record of one step order: the steps added, in order, and the spec of each node (the first
+    node is the starting model, which adds no step)."""
+    return schema.OrderRecord(steps=order_steps(order, regime), specs=order_specs(order, regime))

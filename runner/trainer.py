@@ -1,0 +1,155 @@
+"""The machinery one run trains with: the model (channels-last, pretrained weights, sync BN, DDP, torch.compile),
+optimizer, schedule, mixing and loss, EMA, and the micro-batch that fits (measured on the GPU for `auto`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+
+from roadmap.errors import RoadmapError
+from roadmap.model import build_model, convert_sync_batchnorm
+from runner import recipes
+from runner.baselines import create
+from runner.batching import check_micro_batch
+from runner.checkpoint import load_pretrained
+from runner.devices import channels_last
+from runner.job import Job
+from runner.loaders import limit_batches, loaders
+from runner.seeding import seed_everything
+
+
+def configure_backends(dev: torch.device) -> None:
+    """On CUDA: cuDNN autotuning (`cudnn.benchmark`: every step has the same shapes, so the fastest convolution
+    algorithm is chosen once per shape) and TF32 for what runs outside bf16 autocast. Nothing on CPU."""
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+@dataclass
+class Trainer:
+    """The machinery one run trains with (see `prepare`)."""
+
+    model: torch.nn.Module  # the plain module: what is saved, what EMA follows
+    forward_model: torch.nn.Module  # what runs forward: the model, maybe DDP-wrapped and compiled
+    opt: torch.optim.Optimizer
+    sched: Any
+    mix: recipes.Targets
+    ema: Any
+    steps_per_epoch: int
+    eval_model: torch.nn.Module | None = None  # what evaluates (no DDP wrapper: no collective per batch)
+    micro_batch: int | None = None  # images per forward/backward on this process; None: the whole batch
+
+
+def prepare(job: Job) -> Trainer:
+    """Model (channels-last on CUDA, pretrained weights, sync BN), optimizer, schedule, mixup/loss, EMA, DDP and
+    torch.compile, exactly as `train` uses them (and `roadmap bench` measures them)."""
+    recipe, budget, dev, main = job.design.recipe, job.budget, job.device, job.dist.is_main
+    cuda = dev.type == "cuda"
+    configure_backends(dev)
+    if job.compile:  # every run compiles afresh: one process trains many models, and dynamo's per-code cache
+        torch._dynamo.reset()  # would otherwise fill up across runs and silently fall back to eager
+    seed_everything(job.seed)
+    if job.model_name is not None:
+        model = create(job.model_name, job.num_classes, budget.img_size, job.design.net.drop_path_rate).to(dev)
+    else:
+        model = build_model(job.design.net, num_classes=job.num_classes).to(dev)
+    if channels_last(dev):
+        model = model.to(memory_format=torch.channels_last)
+    if job.init_from and not job.run_dir.checkpoints():
+        load_pretrained(model, job.init_from, job.log if main else (lambda _: None), job.label)
+    if job.dist.active and recipe.sync_bn:  # keeps the channels-last BatchNorm of the blocks (SyncBatchNormLast)
+        model = convert_sync_batchnorm(model)
+    train_loader, _ = loaders(job, 0)
+    steps_per_epoch = limit_batches(len(train_loader), budget.train_batches)
+    if steps_per_epoch == 0:
+        raise RoadmapError(
+            f"the training set ({len(job.train_set)} images) is smaller than one batch; lower --batch-size"
+        )
+    opt = recipes.optimizer(recipe, model, budget.lr)
+    sched = recipes.scheduler(recipe, opt, steps_per_epoch)
+    mix = recipes.targets(recipe, job.num_classes)
+    if job.device_data is not None and recipe.train_augment:
+        # GpuAugment mixes batches itself (soft targets): keep the loss that fits. Without train_augment the device
+        # path only resizes (GpuEval) and its labels stay integers, so timm's Mixup mixes them here, as on the CPU
+        # path, and SoftTargetCrossEntropy gets the soft targets it expects.
+        mix = recipes.Targets(None, mix.loss)
+    ema = recipes.ema(recipe, model)
+    forward_model = eval_model = model
+    if job.dist.active:
+        forward_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if cuda else None)
+    if job.compile:
+        forward_model = torch.compile(forward_model)
+        eval_model = torch.compile(model) if job.dist.active else forward_model
+    micro = micro_batch_for(job, model, train_loader.batch_size)
+    return Trainer(model, forward_model, opt, sched, mix, ema, steps_per_epoch, eval_model, micro)
+
+
+def micro_batch_for(job: Job, model: torch.nn.Module, per_rank: int) -> int | None:
+    """Images per forward/backward on this process: None (the whole per-process batch), `job.micro_batch` checked,
+    or for "auto" the largest divisor of the batch whose training step fits in the GPU's free memory (measured by
+    trying it; on CPU the whole batch: memory is not the limit there)."""
+    micro = job.micro_batch
+    if micro is None:
+        return None
+    if micro == "auto":
+        if job.device.type != "cuda":
+            if job.dist.is_main:
+                job.log(f"{job.label}: --micro-batch auto on {job.device}: the whole batch ({per_rank}) per step")
+            return None
+        micro = _fitting_micro_batch(job, model, per_rank)
+        if job.dist.active:  # every rank must accumulate the same number of micro-batches
+            t = torch.tensor(float(micro), device=job.device)
+            torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MIN)
+            micro = int(t.item())
+        if job.dist.is_main:
+            job.log(f"{job.label}: --micro-batch auto: {micro} images per forward/backward, "
+                    f"{per_rank // micro} accumulation step(s) per optimizer step")
+    micro = min(int(micro), per_rank)  # a micro-batch as large as the batch: the whole batch at once
+    check_micro_batch(micro, per_rank, recipes.mixes(job.design.recipe))
+    return None if micro >= per_rank else micro
+
+
+def _fitting_micro_batch(job: Job, model: torch.nn.Module, per_rank: int, headroom: float = 0.85) -> int:
+    """The largest divisor of `per_rank` (even when mixing) whose bf16 channels-last forward + backward, plus the
+    optimizer's and EMA's state still to come, fits in `headroom` of the GPU's free memory. Tried on random images,
+    largest first; the model's weights, buffers and the RNG are restored afterwards."""
+    dev, size = job.device, job.budget.img_size
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    extra = params * (3 if job.design.recipe.ema else 2)  # AdamW's two moments (+ EMA weights)
+    free, _ = torch.cuda.mem_get_info(dev)
+    budget = headroom * free - extra
+    mixes = recipes.mixes(job.design.recipe)
+    candidates = [m for m in range(per_rank, 0, -1) if per_rank % m == 0 and not (mixes and m % 2)]
+    chosen = candidates[-1]
+    model.train()
+    with torch.random.fork_rng(devices=[dev]):
+        for m in candidates:
+            x = out = None
+            try:
+                torch.cuda.synchronize(dev)
+                base = torch.cuda.memory_allocated(dev)
+                torch.cuda.reset_peak_memory_stats(dev)
+                x = torch.randn(m, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                    out = model(x)
+                out.float().sum().backward()
+                torch.cuda.synchronize(dev)
+                fits = torch.cuda.max_memory_allocated(dev) - base <= budget
+            except torch.cuda.OutOfMemoryError:
+                fits = False
+            finally:
+                del x, out
+                model.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+            if fits:
+                chosen = m
+                break
+    model.load_state_dict(state)
+    return chosen
+
