@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roadmap import schema
 from roadmap.complexity import count
 from roadmap.design import FINETUNE_RECIPE, Design, to_dict
 from roadmap.errors import RoadmapError
@@ -84,23 +85,18 @@ def described(design: Design, model: str | None) -> dict[str, Any]:
     return {"timm_model": model, "drop_path_rate": design.net.drop_path_rate, "recipe": to_dict(design.recipe)}
 
 
-@dataclass(frozen=True)
-class Complexity:
-    params: int  # as trained: the preset's scaling, this data set's classes
-    gflops_run: float  # ... at the run's resolution
-    params_224: int  # full size, 1000 classes: the paper's columns
-    gflops_224: float
-
-
-def complexity_of(run: PlannedRun, num_classes: int, regime: Roadmap) -> Complexity:
-    """Params and GFLOPs (multiply-accumulates) of a run's network as trained and at full size at 224 px."""
+def complexity_of(run: PlannedRun, num_classes: int, regime: Roadmap) -> schema.Complexity:
+    """Params and GFLOPs (multiply-accumulates) of a run's network as trained and at full size at 224 px, unrounded
+    (config.json stores them rounded)."""
     img = run.budget.img_size
     if run.model is not None:
         params, gflops = timm_baselines.complexity(run.model, num_classes, img)
         params_224, gflops_224 = timm_baselines.complexity(run.model, 1000, 224)
-        return Complexity(params, gflops, params_224, gflops_224)
-    trained, full = count(run.design.net, img, num_classes), count(regime.design_for(run.spec).net, 224)
-    return Complexity(trained.params, trained.gflops, full.params, full.gflops)
+    else:
+        trained, full = count(run.design.net, img, num_classes), count(regime.design_for(run.spec).net, 224)
+        params, gflops, params_224, gflops_224 = trained.params, trained.gflops, full.params, full.gflops
+    return schema.Complexity(params=params, gflops_run=gflops, img_size=img, gflops_224=gflops_224,
+                             params_224=params_224)
 
 
 def _init_identity(path: str | None) -> dict[str, Any] | None:

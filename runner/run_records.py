@@ -4,6 +4,7 @@ plan.json (every planned run, the step orders)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,8 +39,7 @@ def config_for(run: PlannedRun, info, device: str, opts: RunOptions, world: int 
     micro = opts.training.micro_batch
     return schema.RunConfig(
         run_id=run.run_id, step=run.spec, **step_fields, seed=run.seed, regime=regime.name,
-        complexity=schema.Complexity(params=c.params, gflops_run=round(c.gflops_run, 5), img_size=img,
-                                     gflops_224=round(c.gflops_224, 4), params_224=c.params_224),
+        complexity=dataclasses.replace(c, gflops_run=round(c.gflops_run, 5), gflops_224=round(c.gflops_224, 4)),
         dataset=schema.DatasetInfo(name=info.name, num_classes=info.num_classes, classes=list(info.classes),
                                    train_size=info.train_size, val_size=info.val_size, img_size=img,
                                    synthetic=info.synthetic),
