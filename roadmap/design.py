@@ -55,7 +55,8 @@ class Design:
             raise RoadmapError("a Design is made of a Network and a Recipe")
 
     def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+        """The design as config.json stores it and as a run's identity hashes it (see `doc_field`'s `added`)."""
+        return to_dict(self, as_recorded=True)
 
     def to_json(self, **kw: Any) -> str:
         return json.dumps(self.to_dict(), **kw)

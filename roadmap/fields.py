@@ -16,17 +16,24 @@ from typing import Any
 from roadmap.errors import RoadmapError, unknown
 
 
-def doc_field(text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
-    """A dataclass field that carries its documentation (shown by `roadmap show` and the README)."""
-    return field(default=default, metadata={"doc": text}, **kw)
+def doc_field(text: str, default: Any = dataclasses.MISSING, *, added: bool = False, **kw: Any) -> Any:
+    """A dataclass field that carries its documentation (shown by `roadmap show` and the README).
+
+    `added=True` marks a field added after results were recorded (a new step's knob): while it holds its default,
+    `to_dict(..., as_recorded=True)` leaves it out, so the JSON of every existing design, and with it every run's
+    identity, stays as it was and finished runs are found again instead of retrained.
+    """
+    return field(default=default, metadata={"doc": text, "added": added}, **kw)
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    """A JSON-ready dict (enums as their strings, tuples as lists)."""
+def to_dict(obj: Any, *, as_recorded: bool = False) -> dict[str, Any]:
+    """A JSON-ready dict (enums as their strings, tuples as lists) with every field; `as_recorded`: as records and
+    run identities store it, without the `added` fields that hold their default."""
 
     def plain(v: Any) -> Any:
         if dataclasses.is_dataclass(v):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)
+                    if not (as_recorded and _left_out(v, f))}
         if isinstance(v, tuple):
             return [plain(x) for x in v]
         if isinstance(v, enum.Enum):
@@ -34,6 +41,11 @@ def to_dict(obj: Any) -> dict[str, Any]:
         return v
 
     return plain(obj)
+
+
+def _left_out(obj: Any, f: dataclasses.Field) -> bool:
+    """An `added` field at its default is not written (see `doc_field`)."""
+    return bool(f.metadata.get("added")) and getattr(obj, f.name) == f.default
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:

@@ -82,7 +82,8 @@ def described(design: Design, model: str | None) -> dict[str, Any]:
     """What a run trains, as stored: the design; for a timm baseline its name, drop-path rate and recipe."""
     if model is None:
         return design.to_dict()
-    return {"timm_model": model, "drop_path_rate": design.net.drop_path_rate, "recipe": to_dict(design.recipe)}
+    return {"timm_model": model, "drop_path_rate": design.net.drop_path_rate,
+            "recipe": to_dict(design.recipe, as_recorded=True)}
 
 
 def complexity_of(run: PlannedRun, num_classes: int, regime: Roadmap) -> schema.Complexity:

@@ -6,7 +6,8 @@ import pytest
 
 from roadmap.design import RESNET50, Design, Network, Recipe, parse_value
 from roadmap.errors import RoadmapError
-from steps import ROADMAP, design_for
+from roadmap.fields import doc_field, from_dict, to_dict
+from steps import ROADMAP, design_at, design_for
 
 
 @pytest.mark.parametrize("step", [s.name for s in ROADMAP] + ["convnext_tiny-layer_norm"])
@@ -80,3 +81,21 @@ def test_parse_value_is_type_checked():
         parse_value(Network, "kernel", "7")
     with pytest.raises(RoadmapError, match="Valid"):
         parse_value(Network, "norm", "instance")
+
+
+def test_an_added_field_at_its_default_leaves_records_and_identities_as_they_were():
+    """A new step's knob (`doc_field(..., added=True)`, docs/adding-a-step.md) must not change the JSON of existing
+    designs: that JSON is hashed into every run's identity, so finished runs would otherwise train again."""
+
+    @dataclasses.dataclass(frozen=True)
+    class WithKnob(Network):
+        se_ratio: float | None = doc_field("a knob added later", None, added=True)
+
+    old = design_at("convnext_tiny")
+    new = dataclasses.replace(old, net=WithKnob(**{f.name: getattr(old.net, f.name)
+                                                   for f in dataclasses.fields(old.net)}))
+    assert new.to_dict() == old.to_dict() and new.to_json() == old.to_json()
+    assert "se_ratio" in to_dict(new.net)  # shown in full by `roadmap show` / `diff`
+    on = dataclasses.replace(new, net=dataclasses.replace(new.net, se_ratio=0.25))
+    assert on.to_dict()["net"]["se_ratio"] == 0.25
+    assert from_dict(WithKnob, new.to_dict()["net"]).se_ratio is None  # a record without it reads the default
