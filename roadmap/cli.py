@@ -19,6 +19,7 @@ from pathlib import Path
 
 from roadmap.describe import (
     FORMATS,
+    STEPS_MISSING,
     diff_table,
     fields_table,
     flops_table,
@@ -76,7 +77,7 @@ def _add_size(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_steps(args: argparse.Namespace) -> None:
-    print(render(steps_table(args.regime), args.format))
+    print(render(steps_table(args.regime), args.format, missing=STEPS_MISSING))
 
 
 def cmd_show(args: argparse.Namespace) -> None:

@@ -19,16 +19,20 @@ from steps import Roadmap, get_regime
 FORMATS = ("table", "markdown", "csv", "json")
 
 
-def render(df: pd.DataFrame, fmt: str) -> str:
-    """`df` as an aligned text table, GitHub Markdown, CSV or a JSON list of objects."""
+def render(df: pd.DataFrame, fmt: str, missing: str | None = None) -> str:
+    """`df` as an aligned text table, GitHub Markdown, CSV or a JSON list of objects; `missing`: what a table or
+    Markdown cell shows for a missing value (given: JSON writes null; default: pandas' NaN)."""
     if fmt == "table":
-        return df.to_string(index=False)
+        return df.to_string(index=False) if missing is None else df.to_string(index=False, na_rep=missing)
     if fmt == "markdown":
-        return df.to_markdown(index=False)
+        if missing is None:
+            return df.to_markdown(index=False)
+        return df.astype(object).where(df.notna(), None).to_markdown(index=False, missingval=missing)
     if fmt == "csv":
         return df.to_csv(index=False).rstrip("\n")
     if fmt == "json":
-        return json.dumps(df.to_dict(orient="records"), indent=2)
+        frame = df if missing is None else df.astype(object).where(df.notna(), None)  # null, not NaN
+        return json.dumps(frame.to_dict(orient="records"), indent=2)
     raise unknown("format", fmt, FORMATS)
 
 
@@ -36,8 +40,13 @@ def _regime(regime: str | Roadmap) -> Roadmap:
     return regime if isinstance(regime, Roadmap) else get_regime(regime)
 
 
+STEPS_MISSING = "—"
+"""What `roadmap steps` prints in the paper columns of a step the paper never trained (`Step.in_paper` False)."""
+
+
 def steps_table(regime: str = "resnet50") -> pd.DataFrame:
-    """The ordered roadmap: step, section, what changes, the paper's top-1 and GFLOPs."""
+    """The ordered roadmap: step, section, what changes, the paper's top-1 and GFLOPs (missing for a step off the
+    paper; `roadmap steps` shows `STEPS_MISSING` there)."""
     rows = []
     for i, s in enumerate(_regime(regime).steps):
         rows.append({

@@ -36,7 +36,8 @@ from steps.step import Step, net_edit
 @dataclasses.dataclass(frozen=True)
 class SENetwork(Network):
     se_ratio: float | None = doc_field(
-        "squeeze-excitation after the kxk conv: its bottleneck width / the conv's channels; null = none", None
+        "squeeze-excitation after the kxk conv: its bottleneck width / the conv's channels; null = none", None,
+        added=True,  # added after results exist: left out of a design's recorded JSON while null
     )
 
     def __post_init__(self) -> None:
@@ -97,8 +98,9 @@ squeeze_excite = Step(
 )
 
 # The catalog joins the sections' tuples; here, a regime that starts from the subclass's ResNet-50.
-ROADMAP = Roadmap("resnet50", (*RESNET50_STEPS, squeeze_excite), lambda: Design(SENetwork(), RESNET50.recipe),
-                  {"convnext_tiny": "separate_downsampling"})
+# (In a tree that has made the walkthrough's edits, this copy of the step replaces the library's.)
+ROADMAP = Roadmap("resnet50", (*(s for s in RESNET50_STEPS if s.name != "squeeze_excite"), squeeze_excite),
+                  lambda: Design(SENetwork(), RESNET50.recipe), {"convnext_tiny": "separate_downsampling"})
 
 
 @pytest.fixture(autouse=True)
@@ -122,6 +124,16 @@ def test_the_step_is_a_branch_of_the_roadmap():
     assert ROADMAP.design_for("convnext_tiny").net.se_ratio is None
     with pytest.raises(RoadmapError, match="se_ratio"):
         SENetwork(se_ratio=2.0)
+
+
+def test_existing_run_identities_are_unchanged():
+    """The field is declared `added=True`: at its default it is not recorded, so every existing step's design JSON
+    (and with it its runs' identities) is what it was without the field; the new step records it."""
+    from steps import design_for
+
+    assert ROADMAP.design_for("convnext_tiny").to_dict() == design_for("convnext_tiny").to_dict()
+    assert "se_ratio" not in ROADMAP.design_for("convnext_tiny").to_dict()["net"]
+    assert ROADMAP.design_for("squeeze_excite").to_dict()["net"]["se_ratio"] == 0.25
 
 
 @pytest.mark.parametrize("spec", SPECS)

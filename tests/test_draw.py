@@ -1,5 +1,6 @@
 """`roadmap draw`: the drawn layers are the built module's layers, for every step; files, diffs and errors."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from torch import nn
 import roadmap
 from roadmap.draw import mark_changes, picture
 from roadmap.draw.picture import design_of
+from roadmap.layers import plan
+from roadmap.model import BUILDERS
 from steps import ROADMAP
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -25,16 +28,31 @@ KINDS = [  # what each module class is, in the plan's words
 
 
 def module_kind(m: nn.Module) -> str | None:
-    """The kind of a leaf module; None for what is no layer (identity, a channels-first/last permute)."""
+    """The kind of a layer's module; None for what is no layer (identity, a channels-first/last permute). A kind
+    missing from `KINDS` (e.g. a new step's) is the one whose `BUILDERS` entry is the module's class."""
     if isinstance(m, nn.Identity) or type(m).__name__.startswith(("Channels", "Permute")):
         return None
-    return next((kind for cls, kind in KINDS if isinstance(m, cls)), f"unknown {type(m).__name__}")
+    built_as = next((kind for kind, builder in BUILDERS.items() if builder is type(m)), None)
+    return next((kind for cls, kind in KINDS if isinstance(m, cls)), built_as or f"unknown {type(m).__name__}")
+
+
+@functools.lru_cache(maxsize=4)
+def layers_of(model: nn.Module) -> tuple[str, ...]:
+    """The names of the module's layers, in registration order: the modules at the plan's names (a leaf, or a
+    module with sub-modules, e.g. a new step's); every leaf lies under exactly one of them."""
+    planned = {x.name for x in plan(model.network, model.num_classes).layers()}
+    names = [n for n, m in model.named_modules() if n in planned or (not list(m.children()) and not any(
+        n.startswith(p + ".") for p in planned))]
+    for n, m in model.named_modules():
+        if not list(m.children()) and module_kind(m) is not None:
+            assert sum(n == p or n.startswith(p + ".") for p in names) == 1, n
+    return tuple(names)
 
 
 def leaves(model: nn.Module, prefix: str) -> list[tuple[str, str]]:
     """(name, kind) of the module's layers under `prefix`, in the order the module registers them."""
-    found = [(name, module_kind(m)) for name, m in model.named_modules() if name.startswith(prefix)
-             and not list(m.children())]
+    modules = dict(model.named_modules())
+    found = [(name, module_kind(modules[name])) for name in layers_of(model) if name.startswith(prefix)]
     return [(name, kind) for name, kind in found if kind is not None]
 
 
