@@ -37,7 +37,9 @@ def test_select_steps():
     main = {s.name for s in RESNET50_REGIME.main_path}  # the main path and each branch whose alternative is on it
     on_path = [s for s in ROADMAP
                if s.name in main or ((alt := alternative_to(RESNET50_REGIME, s)) is not None and alt.name in main)]
-    assert len(select_steps(None, None, True)) == len(on_path)
+    everything = select_steps(None, None, True)
+    assert len(everything) == len(on_path)
+    assert set(everything) == {s.name for s in ROADMAP if s.in_paper}  # by default: the paper's Figure 2 models
     assert select_steps("kernel_9", None, False)[-2:] == ["move_up_dwconv", "kernel_9"]
     assert select_steps(None, ["micro_design", "convnext_tiny-gelu"], True) == [
         "separate_downsampling", "separate_downsampling-gelu"]
