@@ -69,6 +69,11 @@ class LayerSpec:
     mid: int = 0  # the inner width of a layer that has one (a squeeze-excitation's bottleneck)
 
     @property
+    def depthwise(self) -> bool:
+        """A conv with one group per channel (paper 2.3): the depthwise conv of ResNeXt-ify and of ConvNeXt."""
+        return self.groups > 1 and self.groups == self.c_in == self.c_out
+
+    @property
     def leaf(self) -> str:
         """The layer's own name inside its parent module, e.g. "conv_pw1"."""
         return self.name.rsplit(".", 1)[-1]
@@ -149,7 +154,7 @@ def conv_cost(spec: LayerSpec, h_out: int) -> Cost:
 
 def conv_label(spec: LayerSpec) -> str:
     """"7x7 dw 96", "3x3 g32 128", "1x1 384": a conv as `roadmap show` writes it in a block's layout."""
-    groups = "" if spec.groups == 1 else " dw" if spec.groups == spec.c_in else f" g{spec.groups}"
+    groups = "" if spec.groups == 1 else " dw" if spec.depthwise else f" g{spec.groups}"
     return f"{spec.kernel}x{spec.kernel}{groups} {spec.c_out}"
 
 

@@ -82,7 +82,7 @@ def conv_text(spec: LayerSpec) -> str:
     k = f"{spec.kernel}\u00d7{spec.kernel}"
     if spec.groups == 1:
         kind = f"{k} conv"
-    elif spec.groups == spec.c_in == spec.c_out:
+    elif spec.depthwise:
         kind = f"{k} depthwise conv"
     else:
         kind = f"{k} conv, {spec.groups} groups"

@@ -30,7 +30,7 @@ def color(item: Item) -> str:
     if spec.kind in (Kind.CONV, Kind.LINEAR):
         if spec.kernel == 1:
             return COLORS["pointwise"]
-        return COLORS["depthwise"] if spec.groups > 1 and spec.groups == spec.c_in else COLORS["spatial"]
+        return COLORS["depthwise"] if spec.depthwise else COLORS["spatial"]
     if spec.kind in (Kind.MAX_POOL, Kind.GLOBAL_POOL):
         return COLORS["pool"]
     return COLORS.get(spec.kind, COLORS["other"])
