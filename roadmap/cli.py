@@ -30,6 +30,7 @@ from roadmap.describe import (
 )
 from roadmap.errors import RoadmapError
 from runner.budget import IMAGENETTE_SHAPED, PRESETS
+from runner.data import catalog
 from runner.options import Machine, Output, RunOptions, Selection, Training
 from steps import REGIMES, get_regime
 
@@ -204,8 +205,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """The options `run` and `ablate` share."""
     p.add_argument("--dataset", default="fashion-mnist",
-                   help="imagenette[-320|-full], imagewoof[...], cifar10, cifar100, tiny-imagenet, fashion-mnist, "
-                   "folder:PATH, synthetic[:classes=10,size=32,...] (default: fashion-mnist)")
+                   help=f"{catalog.help_text()} (default: fashion-mnist)")
     p.add_argument("--data-dir", metavar="PATH", help="where the dataset is (or goes); default: the cache")
     p.add_argument("--preset", default="quick", choices=list(PRESETS),
                    help="; ".join(f"{k}: {v.note}" for k, v in PRESETS.items()) + " (default: quick)")
@@ -367,7 +367,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--steps", metavar="A,B,...", help="steps to measure (default: all)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:INDEX (default: auto)")
     p.add_argument("--dataset", default=IMAGENETTE_SHAPED,
-                   help="data to train on (default: synthetic, Imagenette-160's size and count)")
+                   help=f"data to train on: {catalog.help_text()} (default: synthetic, Imagenette-160's size and "
+                   "count)")
     p.add_argument("--preset", default="quick", choices=list(PRESETS), help="budget preset (default: quick)")
     p.add_argument("--epochs", type=positive_int, default=100, help="epochs of the projection (default: 100)")
     p.add_argument("--batch-size", type=positive_int, help="batch (default: the preset's; --models-only: 32)")

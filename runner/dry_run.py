@@ -3,6 +3,7 @@ and how each step's batch is reached, without training anything."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ def _micro_columns(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Roadmap, log,
-                micro: int | str | None, world: int, device) -> None:
-    """Log the plan: one row per run, then the budget rules and the batch lines of the steps."""
+                micro: int | str | None, world: int, device, notes: Sequence[str] = ()) -> None:
+    """Log the plan: one row per run, then the budget rules and the batch lines of the steps, then `notes` (what
+    else the plan rests on: data not here yet, the checkpoint a fine-tuning run starts from)."""
     rows = []
     for r in runs:
         c = complexity_of(r, info.num_classes, regime)
@@ -59,4 +61,6 @@ def print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Roa
         log(f"budget: {rule}")
     for line in dict.fromkeys(batch_line(r, info.train_size, micro, world, device) for r in runs):
         log(line)
+    for note in notes:
+        log(note)
 

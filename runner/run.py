@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from roadmap.errors import RoadmapError
 from runner.batching import check_micro_batch, micro_batch_record
 from runner.budget import get_preset
-from runner.data import load_dataset
+from runner.data import load_dataset, plan_info
 from runner.devices import choose_data_path, default_workers, resolve_device
 from runner.dist import Dist, barrier, broadcast, from_env
 from runner.dry_run import print_plan
@@ -69,8 +69,11 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     if not dist.is_main:
         log = _silent
     out = Path(opts.output.out) if opts.output.out else default_out(what.dataset)
-    splits = load_dataset(what.dataset, opts.machine.data_dir)
-    info = splits.info
+    if opts.output.dry_run:  # never downloads: a data set not here yet is planned from the catalog
+        splits, (info, missing) = None, plan_info(what.dataset, opts.machine.data_dir)
+    else:
+        splits, missing = load_dataset(what.dataset, opts.machine.data_dir), None
+        info = splits.info
     runs = plan(opts, info.name if not info.synthetic else what.dataset, info.native_size, info.num_classes)
     preset = get_preset(opts.training.preset)
     procs = f" x {dist.world} processes" if dist.active else ""
@@ -80,7 +83,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     _check_micro_batches(runs, opts.training.micro_batch, info.train_size, dist.world)
     if opts.output.dry_run:
         print_plan(runs, out, info, header, get_regime(what.regime), log, opts.training.micro_batch, dist.world,
-                   device)
+                   device, notes=[n for n in (missing,) if n])
         return out
     if dist.is_main:
         ensure_writable(out)

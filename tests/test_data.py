@@ -588,8 +588,20 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 
 def test_tables_are_consistent():
-    names = {n for n in data.DATASETS if ":" not in n} - {"synthetic"}
-    assert names == set(catalog.FASTAI_SETS) | {"cifar10", "cifar100", "tiny-imagenet", "fashion-mnist"}
+    """The catalog's entries, the download table built from them, and torchvision's own checksums agree."""
+    import torchvision.datasets as tvd
+
+    assert [e.usage for e in catalog.CATALOG.values()][-2:] == ["folder:PATH", "synthetic[:classes=10,size=32,"
+                                                                 "train=2000,val=500]"]
+    assert {a.file for e in catalog.CATALOG.values() for a in e.archives} == set(ARCHIVES)
     for file, entry in ARCHIVES.items():
         assert entry.url.endswith(file) and entry.sha256 is None  # no publisher gives one: never invented
+    published = {url.rsplit("/", 1)[-1]: md5 for url, md5 in tvd.Imagenette._ARCHIVES.values()}
+    published |= {tvd.CIFAR10.filename: tvd.CIFAR10.tgz_md5, tvd.CIFAR100.filename: tvd.CIFAR100.tgz_md5}
+    published |= dict(tvd.FashionMNIST.resources)
+    assert {f: ARCHIVES[f].md5 for f in published} == published  # the md5s are torchvision's, copied (no torch here)
+    for e in catalog.CATALOG.values():
+        if e.plannable and all(a.size for a in e.archives):
+            assert e.download_size == sum(a.size for a in e.archives)
+        assert not e.class_names or len(e.class_names) == e.num_classes
     assert len(data.WNID_NAMES) == 20

@@ -5,51 +5,71 @@
     splits.info           # DatasetInfo: name, classes, sizes, typical image side
 
 Every dataset yields RGB PIL images (grey ones are converted) and int labels, so one transform pipeline fits all.
-Names (see DATASETS): the fast.ai Imagenette/Imagewoof subsets of ImageNet in 160 px, 320 px or full size, CIFAR-10/100,
-Tiny ImageNet, Fashion-MNIST, any `folder:PATH` holding train/ and val/ class folders, and `synthetic` (generated,
-for tests and throughput benchmarks only). Every mistake a user can cause raises `RoadmapError` with one line that
-says what to do.
+The data sets are the entries of the registry (`catalog.CATALOG`): the fast.ai Imagenette/Imagewoof subsets of
+ImageNet in 160 px, 320 px or full size, CIFAR-10/100, Tiny ImageNet, Fashion-MNIST, any `folder:PATH` holding
+train/ and val/ class folders, and `synthetic` (generated, for tests and throughput benchmarks only). Every mistake a
+user can cause raises `RoadmapError` with one line that says what to do; data that is not on disk while downloading
+is off raises its subclass `DataMissing`.
 
 The modules, one concern each:
 
-- `catalog`: the dataset names, the archives they are published in (URL, size, checksums), class names.
+- `catalog`: the registry, one entry per data set (names, archives with sizes and checksums, classes, native size,
+  image counts, its loader); pure Python, read by the CLI's help and the dry run.
 - `download`: fetching a URL into a file (resumable, checked) and unpacking an archive safely.
 - `cache`: where archives live ($ROADMAP_DATA, --data-dir) and how one becomes a checked, extracted folder.
 - `formats`: readers of image files and IDX arrays.
 - `datasets`: the torch Datasets (image folders, file lists, in-memory arrays).
-- `loaders`: one loader per kind of dataset, and `load_dataset`, the entry point.
+- `loaders`: one loader function per kind of dataset, `load_dataset` (the entry point, which dispatches from the
+  catalog) and `plan_info` (a data set's shape for a dry run, from the catalog when the data is not here).
 - `synthetic`: the generated dataset.
 - `splits`: `Splits` and `DatasetInfo`, what every loader returns.
 
-This package exports the names callers use; the rest is imported from the module that holds it.
+The names below load their module on first use (PEP 562), so `runner.data.catalog` imports no torch.
 """
 
-from runner.data.cache import CACHE_ENV, MIRROR_ENV, default_cache_dir
-from runner.data.catalog import ARCHIVES, DATASETS, FASHION_MNIST_CLASSES, WNID_NAMES, Archive
-from runner.data.datasets import ArrayDataset, FileListDataset, ImageFolderRGB
-from runner.data.formats import load_rgb, read_idx
-from runner.data.loaders import load_dataset
-from runner.data.splits import DatasetInfo, Splits, Transform
-from runner.data.synthetic import SYNTHETIC_DEFAULTS, SyntheticDataset
+from __future__ import annotations
 
-__all__ = [
-    "ARCHIVES",
-    "CACHE_ENV",
-    "DATASETS",
-    "FASHION_MNIST_CLASSES",
-    "MIRROR_ENV",
-    "SYNTHETIC_DEFAULTS",
-    "WNID_NAMES",
-    "Archive",
-    "ArrayDataset",
-    "DatasetInfo",
-    "FileListDataset",
-    "ImageFolderRGB",
-    "SyntheticDataset",
-    "Splits",
-    "Transform",
-    "default_cache_dir",
-    "load_dataset",
-    "load_rgb",
-    "read_idx",
-]
+import importlib
+from typing import Any
+
+# public name -> module that holds it
+_LAZY: dict[str, str] = {
+    "ARCHIVES": "runner.data.catalog",
+    "CATALOG": "runner.data.catalog",
+    "FASHION_MNIST_CLASSES": "runner.data.catalog",
+    "WNID_NAMES": "runner.data.catalog",
+    "Archive": "runner.data.catalog",
+    "DatasetEntry": "runner.data.catalog",
+    "CACHE_ENV": "runner.data.cache",
+    "MIRROR_ENV": "runner.data.cache",
+    "DataMissing": "runner.data.cache",
+    "default_cache_dir": "runner.data.cache",
+    "ArrayDataset": "runner.data.datasets",
+    "FileListDataset": "runner.data.datasets",
+    "ImageFolderRGB": "runner.data.datasets",
+    "load_rgb": "runner.data.formats",
+    "read_idx": "runner.data.formats",
+    "DataRequest": "runner.data.loaders",
+    "load_dataset": "runner.data.loaders",
+    "plan_info": "runner.data.loaders",
+    "DatasetInfo": "runner.data.splits",
+    "Splits": "runner.data.splits",
+    "Transform": "runner.data.splits",
+    "SYNTHETIC_DEFAULTS": "runner.data.synthetic",
+    "SyntheticDataset": "runner.data.synthetic",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name's module on first access (and cache the name here)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'runner.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

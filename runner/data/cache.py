@@ -22,6 +22,10 @@ CACHE_ENV = "ROADMAP_DATA"
 MIRROR_ENV = "ROADMAP_MIRROR"  # base URL of a local mirror holding the archives under their usual file names
 
 
+class DataMissing(RoadmapError):
+    """A data set is not on disk and downloading is off: a dry run then plans it from the catalog instead."""
+
+
 def default_cache_dir() -> Path:
     """Where downloads and extracted datasets live: $ROADMAP_DATA, else ~/.cache/convnext-roadmap."""
     env = os.environ.get(CACHE_ENV, "").strip()
@@ -114,7 +118,7 @@ def _archive_file(
             raise RoadmapError(f"{str(path)!r} is not the published {archive} ({problem}): delete it and rerun")
         return path, digest, False
     if not download_ok:
-        raise RoadmapError(
+        raise DataMissing(
             f"{dataset} is not in {str(root)!r} and downloading is off: download {url}, then pass --data-dir DIR "
             "(the folder holding the archive or its extracted contents)"
         )

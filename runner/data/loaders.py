@@ -1,7 +1,10 @@
-"""The loaders of the stored datasets, one per way they are published, and `load_dataset`, the one entry point.
+"""The loader functions of the data set registry (`runner.data.catalog`), one per way data sets are published, and
+`load_dataset`, the one entry point, which dispatches to them from the catalog.
 
     splits = load_dataset("imagenette", train_transform=t_train, eval_transform=t_eval)
+    info, missing = plan_info("imagenette", data_dir=None)   # a dry run: the catalog's shape when not on disk
 
+Every loader takes a `DataRequest` and returns `Splits`; a catalog entry names its loader (`DatasetEntry.loader`).
 Image folders (`folder:PATH`, the fast.ai Imagenette/Imagewoof archives, Tiny ImageNet) are checked for the mistakes a
 hand-made or damaged copy has, and the first image of each class is decoded; CIFAR is read by torchvision, which
 checks every batch file; Fashion-MNIST's IDX files are read into memory (`ArrayDataset`). Every mistake a user can
@@ -10,21 +13,47 @@ cause raises `RoadmapError` with one line that says what to do.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torchvision.datasets as tvd
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from roadmap.errors import RoadmapError, unknown
-from runner.data.cache import archive_url, cache_root, fetch_archive
-from runner.data.catalog import ALIASES, ARCHIVES, DATASETS, FASHION_MNIST_CLASSES, FASHION_URL, FASTAI_SETS, WNID_NAMES
+from roadmap.errors import RoadmapError
+from runner.data.cache import DataMissing, archive_url, cache_root, fetch_archive
+from runner.data.catalog import (
+    ARCHIVES,
+    FASHION_FILES,
+    FASHION_MNIST_CLASSES,
+    FASHION_URL,
+    WNID_NAMES,
+    DatasetEntry,
+    files_text,
+    lookup,
+    size_text,
+)
 from runner.data.datasets import ArrayDataset, FileListDataset, ImageFolderRGB, class_dirs
 from runner.data.download import download
 from runner.data.formats import probe_image, read_idx
 from runner.data.splits import DatasetInfo, PathLike, Splits, Transform
-from runner.data.synthetic import load_synthetic
+from runner.data.synthetic import load_synthetic as _synthetic
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """What a loader is asked: the entry and the spec as typed, where the data may be, and the transforms."""
+
+    entry: DatasetEntry
+    spec: str  # as typed, e.g. "folder:~/dogs", "synthetic:size=64"
+    data_dir: PathLike = None  # the user's --data-dir: the extracted folder, its parent, or the archive's folder
+    cache_dir: PathLike = None  # None: default_cache_dir()
+    download: bool = True  # False: missing data raises DataMissing
+    train_transform: Transform = None
+    eval_transform: Transform = None
+
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's offline copy (package fashion-mnist)
 
@@ -92,39 +121,31 @@ def _first_per_class(ds: tvd.ImageFolder | FileListDataset) -> list[str]:
     return list(seen.values())
 
 
-def _load_folder(spec: str, train_transform: Transform, eval_transform: Transform) -> Splits:
-    raw = spec.split(":", 1)[1].strip()
+def load_folder(req: DataRequest) -> Splits:
+    """`folder:PATH`: an ImageFolder holding train/ and val/ (median shorter side of the first images: its size)."""
+    raw = req.spec.split(":", 1)[1].strip()
     if not raw:
         raise RoadmapError("folder: needs a path, e.g. folder:/data/flowers (a folder holding train/ and val/)")
     root = Path(raw).expanduser()
-    train, val, side = _folder_pair(root, train_transform, eval_transform)
+    train, val, side = _folder_pair(root, req.train_transform, req.eval_transform)
     info = DatasetInfo(
         f"folder:{root}", len(train.classes), tuple(train.classes), len(train), len(val), side, synthetic=False
     )
     return Splits(train, val, info)
 
 
-def _load_fastai(
-    name: str,
-    data_dir: PathLike,
-    cache_dir: PathLike,
-    download_ok: bool,
-    train_transform: Transform,
-    eval_transform: Transform,
-) -> Splits:
-    folder, side = FASTAI_SETS[name]
-    root = fetch_archive(
-        name,
-        f"{folder}.tgz",
-        folder,
-        lambda p: (p / "train").is_dir() and (p / "val").is_dir(),
-        data_dir,
-        cache_dir,
-        download_ok,
-    )
-    train, val, _ = _folder_pair(root, train_transform, eval_transform)
+def _has_splits(p: Path) -> bool:
+    return (p / "train").is_dir() and (p / "val").is_dir()
+
+
+def load_fastai(req: DataRequest) -> Splits:
+    """A fast.ai Imagenette/Imagewoof archive: train/ and val/ folders named by WordNet id."""
+    e = req.entry
+    root = fetch_archive(e.name, e.archives[0].file, e.folder, _has_splits, req.data_dir, req.cache_dir, req.download)
+    train, val, _ = _folder_pair(root, req.train_transform, req.eval_transform)
     classes = tuple(WNID_NAMES.get(w, w) for w in train.classes)
-    return Splits(train, val, DatasetInfo(name, len(classes), classes, len(train), len(val), side, synthetic=False))
+    return Splits(train, val, DatasetInfo(e.name, len(classes), classes, len(train), len(val), e.native_size,
+                                          synthetic=False))
 
 
 # --------------------------------------------------------------------------------------------------- tiny-imagenet
@@ -134,19 +155,12 @@ def _tiny_complete(p: Path) -> bool:
     return (p / "train").is_dir() and (p / "val" / "images").is_dir() and (p / "val" / "val_annotations.txt").is_file()
 
 
-def _load_tiny(
-    data_dir: PathLike, cache_dir: PathLike, download_ok: bool, train_transform: Transform, eval_transform: Transform
-) -> Splits:
-    root = fetch_archive(
-        "tiny-imagenet",
-        "tiny-imagenet-200.zip",
-        "tiny-imagenet-200",
-        _tiny_complete,
-        data_dir,
-        cache_dir,
-        download_ok,
-    )
-    train = ImageFolderRGB(root / "train", train_transform)  # train/<wnid>/images/*.JPEG: ImageFolder recurses
+def load_tiny(req: DataRequest) -> Splits:
+    """Tiny ImageNet: train/<wnid>/images/, and one val/images/ folder whose labels are in val_annotations.txt."""
+    e = req.entry
+    root = fetch_archive(e.name, e.archives[0].file, e.folder, _tiny_complete, req.data_dir, req.cache_dir,
+                         req.download)
+    train = ImageFolderRGB(root / "train", req.train_transform)  # train/<wnid>/images/*.JPEG: ImageFolder recurses
     if len(train) == 0:
         raise RoadmapError(f"{str(root / 'train')!r} holds no images: delete {str(root)!r} and rerun to fetch it again")
     index = train.class_to_idx
@@ -164,12 +178,12 @@ def _load_tiny(
         samples.append((str(root / "val" / "images" / fields[0]), index[fields[1]]))
     if not samples:
         raise RoadmapError(f"{str(annotations)!r} lists no images: delete {str(root)!r} and rerun")
-    val = FileListDataset(samples, train.classes, eval_transform)
+    val = FileListDataset(samples, train.classes, req.eval_transform)
     for path in _first_per_class(train) + [samples[0][0]]:
         probe_image(path)
     names = _tiny_names(root / "words.txt", train.classes)
     return Splits(
-        train, val, DatasetInfo("tiny-imagenet", len(names), names, len(train), len(val), 64, synthetic=False)
+        train, val, DatasetInfo(e.name, len(names), names, len(train), len(val), e.native_size, synthetic=False)
     )
 
 
@@ -188,25 +202,15 @@ def _tiny_names(words: Path, wnids: list[str]) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------------------------- CIFAR
 
 
-def _load_cifar(
-    name: str,
-    data_dir: PathLike,
-    cache_dir: PathLike,
-    download_ok: bool,
-    train_transform: Transform,
-    eval_transform: Transform,
-) -> Splits:
+def load_cifar(req: DataRequest) -> Splits:
+    """CIFAR-10 or -100 (by the entry's name), read by torchvision from the python archive."""
+    name = req.entry.name
     cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
     files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
-    folder = fetch_archive(
-        name,
-        cls.filename,
-        cls.base_folder,
-        lambda p: p.name == cls.base_folder and all((p / f).is_file() for f in files),
-        data_dir,
-        cache_dir,
-        download_ok,
-    )
+    folder = fetch_archive(name, cls.filename, cls.base_folder,
+                           lambda p: p.name == cls.base_folder and all((p / f).is_file() for f in files),
+                           req.data_dir, req.cache_dir, req.download)
+    train_transform, eval_transform = req.train_transform, req.eval_transform
     try:  # torchvision checks every batch file's md5 here
         train = cls(str(folder.parent), train=True, transform=train_transform, download=False)
         val = cls(str(folder.parent), train=False, transform=eval_transform, download=False)
@@ -215,15 +219,13 @@ def _load_cifar(
             f"the {name} files in {str(folder)!r} are damaged ({type(e).__name__}): delete that folder and rerun"
         ) from None
     classes = tuple(train.classes)
-    return Splits(train, val, DatasetInfo(name, len(classes), classes, len(train), len(val), 32, synthetic=False))
+    return Splits(train, val, DatasetInfo(name, len(classes), classes, len(train), len(val), req.entry.native_size,
+                                          synthetic=False))
 
 
 # -------------------------------------------------------------------------------------------------- fashion-mnist
 
-_FASHION_SPLITS = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+_FASHION_SPLITS = {"train": FASHION_FILES[:2], "val": FASHION_FILES[2:]}
 
 
 def _idx_file(folder: Path, stem: str) -> Path | None:
@@ -245,7 +247,7 @@ def _fashion_folder(data_dir: PathLike, cache: Path, download_ok: bool) -> Path:
         if all(_idx_file(folder, s) for s in stems):
             return folder
     if not download_ok:
-        raise RoadmapError(
+        raise DataMissing(
             f"fashion-mnist files ({stems[0]}.gz, ...) not found and downloading is off: fetch them from {FASHION_URL} "
             "and pass --data-dir DIR (or install Debian's fashion-mnist package)"
         )
@@ -256,11 +258,10 @@ def _fashion_folder(data_dir: PathLike, cache: Path, download_ok: bool) -> Path:
     return cache
 
 
-def _load_fashion(
-    data_dir: PathLike, cache_dir: PathLike, download_ok: bool, train_transform: Transform, eval_transform: Transform
-) -> Splits:
-    cache = cache_root(cache_dir) / "fashion-mnist"
-    folder = _fashion_folder(data_dir, cache, download_ok)
+def load_fashion(req: DataRequest) -> Splits:
+    """Fashion-MNIST's four IDX files, from --data-dir, Debian's copy or the cache, read into memory."""
+    cache = cache_root(req.cache_dir) / req.entry.folder
+    folder = _fashion_folder(req.data_dir, cache, req.download)
     parts = {}
     for split, (img_stem, label_stem) in _FASHION_SPLITS.items():
         img_path, label_path = _idx_file(folder, img_stem), _idx_file(folder, label_stem)
@@ -272,7 +273,7 @@ def _load_fashion(
             )
         if len(labels) and (labels.min() < 0 or labels.max() >= len(FASHION_MNIST_CLASSES)):
             raise RoadmapError(f"{str(label_path)!r} holds labels outside 0..9: replace it")
-        transform = train_transform if split == "train" else eval_transform
+        transform = req.train_transform if split == "train" else req.eval_transform
         parts[split] = ArrayDataset(images, labels.astype(np.int64), FASHION_MNIST_CLASSES, transform)
     train, val = parts["train"], parts["val"]
     info = DatasetInfo(
@@ -284,6 +285,11 @@ def _load_fashion(
 # ----------------------------------------------------------------------------------------------------------- entry
 
 
+def load_synthetic(req: DataRequest) -> Splits:
+    """`synthetic[:options]`: generated images (runner.data.synthetic)."""
+    return _synthetic(req.spec, req.train_transform, req.eval_transform)
+
+
 def load_dataset(
     name: str,
     data_dir: str | Path | None = None,
@@ -293,26 +299,34 @@ def load_dataset(
     download: bool = True,
     cache_dir: str | Path | None = None,
 ) -> Splits:
-    """The train/val splits of dataset `name` (one of DATASETS), fetched into the cache on first use.
+    """The train/val splits of dataset `name` (an entry of the catalog, or an alias), fetched into the cache on first
+    use, by the loader function its catalog entry names.
 
     `data_dir` points at data the user already has (extracted folder, its parent, or the archive's folder); downloads
-    then go there too. `cache_dir` overrides `default_cache_dir()`. With `download=False` missing data is an error
-    instead of a download. Every mistake a user can cause raises RoadmapError with a one-line message.
+    then go there too. `cache_dir` overrides `default_cache_dir()`. With `download=False` missing data raises
+    DataMissing instead of downloading. Every mistake a user can cause raises RoadmapError with a one-line message.
     """
     spec = str(name).strip()
-    head = spec.split(":", 1)[0].strip().lower()
-    if head == "folder" and ":" in spec:
-        return _load_folder(spec, train_transform, eval_transform)
-    if head == "synthetic":
-        return load_synthetic(spec, train_transform, eval_transform)
-    key = spec.lower().replace("_", "-")
-    key = ALIASES.get(key, key)
-    if key in FASTAI_SETS:
-        return _load_fastai(key, data_dir, cache_dir, download, train_transform, eval_transform)
-    if key in ("cifar10", "cifar100"):
-        return _load_cifar(key, data_dir, cache_dir, download, train_transform, eval_transform)
-    if key == "tiny-imagenet":
-        return _load_tiny(data_dir, cache_dir, download, train_transform, eval_transform)
-    if key == "fashion-mnist":
-        return _load_fashion(data_dir, cache_dir, download, train_transform, eval_transform)
-    raise unknown("dataset", spec, DATASETS)
+    entry = lookup(spec)
+    loader = getattr(sys.modules[__name__], entry.loader, None)
+    if not callable(loader):
+        raise RoadmapError(f"dataset {entry.name}'s loader {entry.loader!r} is not a function of {__name__}")
+    return loader(DataRequest(entry, spec, data_dir, cache_dir, download, train_transform, eval_transform))
+
+
+def plan_info(name: str, data_dir: str | Path | None = None) -> tuple[DatasetInfo, str | None]:
+    """What a dry run plans with, never downloading: the data set's info when it is on disk (loaded, as a run would),
+    else the catalog's, with one line saying that the data is not here yet, its size and where it will go."""
+    try:
+        return load_dataset(name, data_dir, download=False).info, None
+    except DataMissing:
+        entry = lookup(name)
+        if not entry.plannable:
+            raise
+    where = Path(data_dir).expanduser() if data_dir is not None else cache_root(None)
+    size = f"{size_text(entry.download_size)} ({files_text(entry)})" if entry.download_size else files_text(entry)
+    hint = "pass --data-dir DIR if you have it elsewhere" if data_dir is None else "or download it there yourself"
+    return entry.info(), (
+        f"data: {entry.name} is not here yet: {size} will be downloaded to {str(where)!r} when the run starts "
+        f"({hint}); planned from the catalog: {entry.train_size:,} / {entry.val_size:,} images, "
+        f"{entry.num_classes} classes, {entry.native_size} px")

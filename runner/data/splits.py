@@ -1,15 +1,20 @@
-"""What `load_dataset` returns, whatever the dataset: the two splits and the facts a training run needs about them."""
+"""What `load_dataset` returns, whatever the dataset: the two splits and the facts a training run needs about them.
+
+Pure Python (torch only for type checkers): the data set catalog, which `roadmap --help` reads, builds `DatasetInfo`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch.utils.data
-from PIL import Image
+if TYPE_CHECKING:
+    import torch.utils.data
+    from PIL import Image
 
-Transform = Callable[[Image.Image], object] | None
+Transform = Callable[["Image.Image"], object] | None
 PathLike = str | Path | None
 
 

@@ -15,7 +15,7 @@ import torch.utils.data
 from PIL import Image
 
 from roadmap.errors import RoadmapError, unknown
-from runner.data.catalog import DATASETS
+from runner.data.catalog import names
 from runner.data.splits import DatasetInfo, Splits, Transform
 
 SYNTHETIC_DEFAULTS = {"classes": 10, "size": 32, "train": 2000, "val": 500, "seed": 0}
@@ -34,7 +34,7 @@ def _parse_synthetic(spec: str) -> dict[str, int]:
     example = "e.g. synthetic:classes=10,size=64,train=2000,val=500"
     head, sep, body = spec.partition(":")
     if head.strip().lower() != "synthetic":
-        raise unknown("dataset", spec, DATASETS)
+        raise unknown("dataset", spec, names())
     if not sep:
         return opts
     for part in body.split(","):
