@@ -221,8 +221,10 @@ def lookup(spec: str) -> DatasetEntry:
 
 
 def size_text(n_bytes: int) -> str:
-    """A byte count as people read it (99.0 MB, 1.56 GB)."""
-    return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.1f} MB"
+    """A byte count as people read it (1.2 kB, 99.0 MB, 1.56 GB)."""
+    if n_bytes >= 1e9:
+        return f"{n_bytes / 1e9:.2f} GB"
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.1f} kB"
 
 
 def files_text(entry: DatasetEntry, limit: int = 2) -> str:

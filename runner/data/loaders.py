@@ -66,7 +66,7 @@ def _names(items: Iterable[str], limit: int = 5) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _folder_pair(
+def folder_pair(
     root: Path, train_transform: Transform, eval_transform: Transform
 ) -> tuple[ImageFolderRGB, ImageFolderRGB, int]:
     """ImageFolders for `root`/train and `root`/val, checked for the mistakes a hand-made folder has.
@@ -127,22 +127,23 @@ def load_folder(req: DataRequest) -> Splits:
     if not raw:
         raise RoadmapError("folder: needs a path, e.g. folder:/data/flowers (a folder holding train/ and val/)")
     root = Path(raw).expanduser()
-    train, val, side = _folder_pair(root, req.train_transform, req.eval_transform)
+    train, val, side = folder_pair(root, req.train_transform, req.eval_transform)
     info = DatasetInfo(
         f"folder:{root}", len(train.classes), tuple(train.classes), len(train), len(val), side, synthetic=False
     )
     return Splits(train, val, info)
 
 
-def _has_splits(p: Path) -> bool:
+def has_splits(p: Path) -> bool:
+    """Whether `p` holds train/ and val/ folders (an extracted archive of class folders is complete)."""
     return (p / "train").is_dir() and (p / "val").is_dir()
 
 
 def load_fastai(req: DataRequest) -> Splits:
     """A fast.ai Imagenette/Imagewoof archive: train/ and val/ folders named by WordNet id."""
     e = req.entry
-    root = fetch_archive(e.name, e.archives[0].file, e.folder, _has_splits, req.data_dir, req.cache_dir, req.download)
-    train, val, _ = _folder_pair(root, req.train_transform, req.eval_transform)
+    root = fetch_archive(e.name, e.archives[0].file, e.folder, has_splits, req.data_dir, req.cache_dir, req.download)
+    train, val, _ = folder_pair(root, req.train_transform, req.eval_transform)
     classes = tuple(WNID_NAMES.get(w, w) for w in train.classes)
     return Splits(train, val, DatasetInfo(e.name, len(classes), classes, len(train), len(val), e.native_size,
                                           synthetic=False))
