@@ -92,7 +92,8 @@ def from_timm_convnext(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
 
 
 def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """A converted state_dict from a checkpoint file of torchvision ResNet-50, timm or official ConvNeXt.
+    """A converted state_dict from a checkpoint file of torchvision ResNet-50, timm or official ConvNeXt, or of a
+    roadmap network itself (`build_model(...).state_dict()`, a run's model.pt), which needs no conversion.
 
     Nested checkpoints ({"model": ...}, {"state_dict": ...}) are unwrapped; the source is told apart by its keys.
     """
@@ -109,6 +110,8 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             break
     if not isinstance(data, dict):
         raise RoadmapError(f"checkpoint {str(path)!r} holds no state_dict")
+    if "stem.conv.weight" in data:  # our own names (timm's stem is stem.0, torchvision's conv1)
+        return dict(data)
     if any(k.startswith("layer1.") for k in data):
         return from_torchvision_resnet50(data)
     return from_timm_convnext(data)

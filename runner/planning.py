@@ -21,6 +21,10 @@ from runner.selection import select_steps
 from runner.store import run_id
 from steps import Roadmap, get_regime, low_resolution, scaled
 
+FINETUNE_IMG_SIZE = 224
+"""The size the checkpoints --init-from takes are trained at (torchvision's ResNet-50, ConvNeXt's ImageNet-1k
+weights: 224 px), so a fine-tuning run's default; --img-size overrides it."""
+
 
 @dataclass
 class PlannedRun:
@@ -40,23 +44,30 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
     seeds = seeds_of(opts)
     if seeds <= 0:
         raise RoadmapError(f"--seeds must be positive, got {seeds}")
-    img_size = how.img_size or preset.img_size or native_size
+    init = _init_identity(how.init_from)
+    # fine-tuning takes the checkpoint's network, at the size its weights were trained at unless --img-size says
+    img_size = how.img_size or (FINETUNE_IMG_SIZE if init else preset.img_size or native_size)
     if img_size <= 0:
         raise RoadmapError(f"--img-size must be positive, got {img_size}")
     net_sets, recipe_sets = parse_sets(how.sets)
     regime = get_regime(what.regime)
-    init = _init_identity(how.init_from)
-    runs = []
-    for spec in select_steps(what.upto, what.steps, what.branches, regime, what.orders, what.baselines):
+    weights = None  # the checkpoint's shapes, read at the first roadmap step that fine-tunes
+    runs, specs = [], select_steps(what.upto, what.steps, what.branches, regime, what.orders, what.baselines)
+    for spec in (s for s in specs if init and timm_baselines.is_baseline(s)):
+        raise RoadmapError(f"--init-from fine-tunes roadmap steps; {spec} is a timm baseline (leave it out)")
+    for spec in specs:
         model = timm_baselines.model_name(spec) if timm_baselines.is_baseline(spec) else None
-        if model and init:
-            raise RoadmapError(f"--init-from fine-tunes roadmap steps; {spec} is a timm baseline (leave it out)")
         # a baseline trains with the recipe of the regime's final model (ConvNeXt-T), as the paper's Swin-T did
         design = regime.compose(regime.main_path if model else regime.parse_spec(spec))
         if init:  # paper Table 6: the fine-tuning recipe, and a head that starts near zero
             design = dataclasses.replace(design, recipe=FINETUNE_RECIPE,
                                          net=dataclasses.replace(design.net, head_init_scale=0.001))
-        design = _adapt(design, preset, img_size, net_sets, recipe_sets)
+        design = _adapt(design, preset, img_size, net_sets, recipe_sets, finetune=init is not None)
+        if init and model is None:
+            from runner.checkpoint import InitWeights  # torch: only for a fine-tuning plan
+
+            weights = weights or InitWeights(how.init_from)
+            weights.check(spec, design.net, num_classes, regime, net_sets, preset)
         budget = make_budget(design.recipe, preset, img_size, how.epochs, how.batch_size, how.same_epochs,
                              how.train_batches, how.val_batches)
         design = apply_budget(design, budget)
@@ -71,6 +82,17 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
                         **({"init_from": init} if init else {})}
             runs.append(PlannedRun(spec, seed, design, budget, run_id(spec, seed, identity), identity, model))
     return runs
+
+
+def init_note(opts: RunOptions, runs: list[PlannedRun]) -> str | None:
+    """What a fine-tuning plan rests on, in one line (None without --init-from)."""
+    how = opts.training
+    if how.init_from is None:
+        return None
+    size = f"{runs[0].budget.img_size} px (--img-size)" if how.img_size else \
+        f"{FINETUNE_IMG_SIZE} px, the size the weights were trained at (--img-size to change it)"
+    return (f"fine-tuning from {how.init_from}: the checkpoint's network as it is (no preset width/depth scaling, no "
+            f"small-image stem), {size}, the paper's fine-tuning recipe")
 
 
 def seeds_of(opts: RunOptions) -> int:
@@ -111,12 +133,14 @@ def _init_identity(path: str | None) -> dict[str, Any] | None:
     return {"path": str(p.resolve()), "bytes": p.stat().st_size}
 
 
-def _adapt(design: Design, preset, img_size: int, net_sets: dict, recipe_sets: dict) -> Design:
-    if preset.width_mult != 1.0 or preset.depth_mult != 1.0:
+def _adapt(design: Design, preset, img_size: int, net_sets: dict, recipe_sets: dict, finetune: bool) -> Design:
+    """The step's design as this run trains it: the preset's scale, regularization and small-image stem, then the
+    user's --set overrides. Fine-tuning keeps the checkpoint's network: no scaling and no stem change."""
+    if not finetune and (preset.width_mult != 1.0 or preset.depth_mult != 1.0):
         design = scaled(design, preset.width_mult, preset.depth_mult)
     design = scale_regularization(design, preset.regularization)
     stem_stride = preset.stem_stride or stem_stride_for(img_size)
-    if design.net.stem_stride == 4 and stem_stride != 4:
+    if not finetune and design.net.stem_stride == 4 and stem_stride != 4:
         design = low_resolution(design, stem_stride)
     if design.recipe.crop is not crop_for(img_size):  # small images: pad-and-crop, evaluated on the whole image
         design = dataclasses.replace(design, recipe=dataclasses.replace(design.recipe, crop=crop_for(img_size),

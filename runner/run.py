@@ -29,7 +29,7 @@ from runner.devices import choose_data_path, default_workers, resolve_device
 from runner.dist import Dist, barrier, broadcast, from_env
 from runner.dry_run import print_plan
 from runner.options import RunOptions
-from runner.planning import PlannedRun, plan, seeds_of
+from runner.planning import PlannedRun, init_note, plan, seeds_of
 from runner.recipes import mixes
 from runner.run_records import config_for, write_plan
 from runner.store import RunDir, ensure_writable
@@ -83,13 +83,15 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     _check_micro_batches(runs, opts.training.micro_batch, info.train_size, dist.world)
     if opts.output.dry_run:
         print_plan(runs, out, info, header, get_regime(what.regime), log, opts.training.micro_batch, dist.world,
-                   device, notes=[n for n in (missing,) if n])
+                   device, notes=[n for n in (init_note(opts, runs), missing) if n])
         return out
     if dist.is_main:
         ensure_writable(out)
         if opts.output.write_plan:
             write_plan(out, runs, opts)
     log(header)
+    if opts.training.init_from:
+        log(init_note(opts, runs))
     if preset.name == "smoke" or info.synthetic:
         log("note: this is a pipeline check (smoke preset or synthetic data); its accuracies mean nothing")
     progress = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress

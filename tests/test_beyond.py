@@ -22,7 +22,8 @@ def test_ablate_plans_the_full_model_and_each_step_left_out(tmp_path, cli):
 
 
 def tiny_timm_convnext(path):
-    """A timm ConvNeXt with the smoke preset's ConvNeXt-T shape (1/8 width, 1/3 depth)."""
+    """A timm ConvNeXt with the smoke preset's ConvNeXt-T shape (1/8 width, 1/3 depth): fine-tuning takes the
+    full-size network unless --set width_mult/depth_mult say otherwise (tests/test_finetune.py)."""
     from timm.models.convnext import ConvNeXt
 
     torch.manual_seed(1)
@@ -36,7 +37,8 @@ def test_fine_tuning_from_a_converted_checkpoint_loads_strictly_and_trains(tmp_p
     out = tmp_path / "ft"
     code, text, err = cli("run", "--dataset", "synthetic:train=128,val=32", "--preset", "smoke", "--steps",
                           "convnext_tiny", "--epochs", "1", "--train-batches", "3", "--val-batches", "1", "--img-size",
-                          "64", "--set", "stem_stride=4", "--init-from", str(tmp_path / "ckpt.pth"), "--quiet",
+                          "64", "--set", "width_mult=0.125", "--set", "depth_mult=0.3333", "--init-from",
+                          str(tmp_path / "ckpt.pth"), "--quiet",
                           "--no-report", "--out", str(out))
     assert code == 0, err
     assert "loaded 72 tensors" in text and "classifier re-initialized for 10 classes" in text
