@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -158,3 +159,63 @@ def test_every_entry_names_a_loader_function_and_spells_uniquely():
     assert catalog.lookup("Imagenette_160").name == "imagenette"
     with pytest.raises(RoadmapError, match="takes no argument"):
         catalog.lookup("cifar10:x")
+
+
+# ------------------------------------------------------------------- a real run without its data: one line, exit 2
+
+
+@pytest.fixture
+def unreachable(tmp_path, monkeypatch) -> Path:
+    """An empty cache, no Debian copy, and every download failing as it does offline."""
+    monkeypatch.setenv("ROADMAP_DATA", str(tmp_path / "cache"))
+    monkeypatch.delenv("ROADMAP_MIRROR", raising=False)
+    monkeypatch.setattr(loaders, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["run", "--dataset", "imagenette", "--preset", "smoke"], "cannot download imagenette2-160.tgz (offline?"),
+    (["run", "--dataset", "fashion-mnist", "--preset", "smoke", "--steps", "resnet50"],
+     "cannot download train-images-idx3-ubyte.gz (offline?"),
+    (["ablate", "--dataset", "cifar10", "--preset", "smoke"], "cannot download cifar-10-python.tar.gz (offline?"),
+    (["bench", "--dataset", "tiny-imagenet", "--steps", "resnet50"], "cannot download tiny-imagenet-200.zip"),
+    (["run", "--dataset", "imagenette", "--launcher", "gpus", "--gpus", "0"], "cannot download imagenette2-160.tgz"),
+    (["run", "--dataset", "imagewoof", "--data-dir", "{tmp}/typo"], "--data-dir '{tmp}/typo' does not exist"),
+    (["ablate", "--dataset", "imagewoof", "--data-dir", "{tmp}/typo", "--dry-run"], "does not exist"),
+    (["run", "--dataset", "folder:{tmp}/typo"], "dataset folder '{tmp}/typo' does not exist"),
+    (["run", "--dataset", "imagenete", "--dry-run"], "unknown dataset 'imagenete'. Did you mean 'imagenette'?"),
+    (["bench", "--dataset", "cifar-1O", "--steps", "resnet50"], "unknown dataset 'cifar-1O'"),
+    (["report", "{tmp}/typo"], "no such directory {tmp}/typo"),
+    (["results", "{tmp}/typo"], "no such directory {tmp}/typo"),
+    (["report", "{tmp}"], "contains no run records"),
+    (["results", "{tmp}"], "contains no run records"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_missing_data_and_wrong_paths_end_every_command_in_one_line(unreachable, cli, argv, says):
+    tmp = str(unreachable)
+    code, _, err = cli(*(a.replace("{tmp}", tmp) for a in argv), *(["--out", f"{tmp}/o"] if argv[0] in (
+        "run", "ablate") else []))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("roadmap: error: ") and says.replace("{tmp}", tmp) in err
+    assert not (unreachable / "cache").exists() or not any((unreachable / "cache").rglob("*.tgz"))
+
+
+def test_the_readmes_dry_run_output_is_what_the_command_prints(offline, cli, monkeypatch, tmp_path):
+    """README.md shows `roadmap run --upto large_kernel --dataset imagenette --dry-run` with its output: still true."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the README's output was printed on CPU")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    command = "$ roadmap run --upto large_kernel --dataset imagenette --dry-run\n"
+    shown = text.split(command, 1)[1].split("\n```", 1)[0]
+    monkeypatch.delenv("ROADMAP_DATA")
+    monkeypatch.setenv("HOME", "/home/you")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(*command[2:].split()[1:])
+    assert code == 0, err
+    assert out.rstrip("\n") == shown
