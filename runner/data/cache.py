@@ -23,7 +23,13 @@ MIRROR_ENV = "ROADMAP_MIRROR"  # base URL of a local mirror holding the archives
 
 
 class DataMissing(RoadmapError):
-    """A data set is not on disk and downloading is off: a dry run then plans it from the catalog instead."""
+    """A data set is not on disk and downloading is off: a dry run then plans it from the catalog instead.
+
+    `where` is the folder a download would go to (--data-dir, or the cache)."""
+
+    def __init__(self, message: str, where: Path) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 def default_cache_dir() -> Path:
@@ -120,7 +126,7 @@ def _archive_file(
     if not download_ok:
         raise DataMissing(
             f"{dataset} is not in {str(root)!r} and downloading is off: download {url}, then pass --data-dir DIR "
-            "(the folder holding the archive or its extracted contents)"
+            "(the folder holding the archive or its extracted contents)", root
         )
     try:
         digest = download(url, path, sha256, entry.size, md5=entry.md5)

@@ -250,7 +250,7 @@ def _fashion_folder(data_dir: PathLike, cache: Path, download_ok: bool) -> Path:
     if not download_ok:
         raise DataMissing(
             f"fashion-mnist files ({stems[0]}.gz, ...) not found and downloading is off: fetch them from {FASHION_URL} "
-            "and pass --data-dir DIR (or install Debian's fashion-mnist package)"
+            "and pass --data-dir DIR (or install Debian's fashion-mnist package)", cache
         )
     for stem in stems:
         if _idx_file(cache, stem) is None:
@@ -320,13 +320,13 @@ def plan_info(name: str, data_dir: str | Path | None = None) -> tuple[DatasetInf
     else the catalog's, with one line saying that the data is not here yet, its size and where it will go."""
     try:
         return load_dataset(name, data_dir, download=False).info, None
-    except DataMissing:
-        entry = lookup(name)
+    except DataMissing as e:
+        entry, where = lookup(name), e.where
         if not entry.plannable:
             raise
-    where = Path(data_dir).expanduser() if data_dir is not None else cache_root(None)
     size = f"{size_text(entry.download_size)} ({files_text(entry)})" if entry.download_size else files_text(entry)
-    hint = "pass --data-dir DIR if you have it elsewhere" if data_dir is None else "or download it there yourself"
+    hint = "pass --data-dir DIR if you have it elsewhere" if data_dir is None else \
+        f"--data-dir {str(data_dir)!r} does not hold it yet"
     return entry.info(), (
         f"data: {entry.name} is not here yet: {size} will be downloaded to {str(where)!r} when the run starts "
         f"({hint}); planned from the catalog: {entry.train_size:,} / {entry.val_size:,} images, "
