@@ -147,8 +147,14 @@ class InitWeights:
                 f"--set depth_mult={preset.depth_mult:.4g}")
         ranked = []
         for step in regime.steps:
-            candidate = replace(regime.design_for(step.name).net, **net_sets)
-            ranked.append((*first_mismatch(self.shapes, net_shapes(candidate, num_classes), step.name), step.name))
+            try:
+                candidate = net_shapes(replace(regime.design_for(step.name).net, **net_sets), num_classes)
+            except RoadmapError:  # the user's --set does not apply to this step: not a candidate
+                continue
+            ranked.append((*first_mismatch(self.shapes, candidate, step.name), step.name))
+        if not ranked:
+            raise RoadmapError(f"{where} does not fit {spec} (first difference: {first}): fine-tune the step and size "
+                               "the weights were trained for")
         n, nearest_first, nearest = min(ranked, key=lambda r: r[0])
         if n == 0:
             raise RoadmapError(f"{where} holds the weights of {nearest}, not of {spec} (first difference: {first}): "
