@@ -384,7 +384,8 @@ class RoadmapNet(nn.Module):
             self.head.set_pool(global_pool)
         if reset_other:
             self.head.norm = nn.Identity()
-        self.head.fc = build_layer(classifier(self.num_features, num_classes))
+        weight = self.stem.conv.weight  # the new classifier on the model's device, in its dtype
+        self.head.fc = build_layer(classifier(self.num_features, num_classes)).to(weight.device, weight.dtype)
 
 
 def to_network(spec: str | Design | Network) -> Network:
