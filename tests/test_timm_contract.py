@@ -9,7 +9,7 @@ forward_intermediates kinds), by wrapping `timm.list_models` before the test fil
 
     PYTHONPATH=<this checkout> pytest -p no:cacheprovider -W ignore test_models.py -k roadmap_
 
-250 passed (25 names x the ten kinds convnext passes), 15 minutes on two busy cores."""
+250 passed (25 names x the ten kinds convnext passes), 15-24 minutes on two busy cores."""
 
 import copy
 
