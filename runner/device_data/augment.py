@@ -44,6 +44,12 @@ def _fill_color(mean: Sequence[float]) -> tuple[int, ...]:
     return tuple(min(255, round(255 * v)) for v in mean)
 
 
+def canvas_sizes(b: int, h: int, w: int, dev: torch.device) -> Tensor:
+    """(b, 2) long tensor of one (h, w) per sample, filled on the device: `torch.tensor([[h, w]], device=cuda)`
+    would copy from pageable host memory, a host sync every batch."""
+    return torch.stack([torch.full((b,), h, device=dev), torch.full((b,), w, device=dev)], 1)
+
+
 class _Normalizing:
     """ToTensor + Normalize of images holding integers 0..255, shared by training and evaluation."""
 
@@ -149,7 +155,7 @@ class GpuAugment(_Normalizing):
         b, _, h, w = images.shape
         dev, s, p = images.device, self.img_size, self.pad
         if sizes is None:
-            sizes = torch.tensor([[h, w]], device=dev).expand(b, 2)
+            sizes = canvas_sizes(b, h, w, dev)
         new_h, new_w = resized_size(sizes[:, 0], sizes[:, 1], s)
         oy, ox = randint(torch.stack([new_h, new_w]) + 2 * p - s, generator)
         flip = torch.rand(b, generator=generator, device=dev) < self.hflip
@@ -260,7 +266,7 @@ class GpuEval(_Normalizing):
     def _weights_for(self, h: int, w: int) -> tuple[Tensor, Tensor]:
         """Resize + centre-crop weights for a batch of h x w images, computed once per size."""
         if (h, w) not in self._weights:
-            self._weights[(h, w)] = self._weights_per_sample(torch.tensor([[h, w]], device=self.device), h, w)
+            self._weights[(h, w)] = self._weights_per_sample(canvas_sizes(1, h, w, self.device), h, w)
         return self._weights[(h, w)]
 
     def _weights_per_sample(self, sizes: Tensor, in_h: int, in_w: int) -> tuple[Tensor, Tensor]:
