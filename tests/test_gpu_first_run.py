@@ -88,3 +88,61 @@ def test_the_loops_read_nothing_back_but_through_one_counted_function(tmp_path, 
     reads.clear()
     result = loop.evaluate(t.eval_model, val_loader, job.num_classes, CPU, len(val_loader))
     assert len(reads) == 1 and sum(map(sum, result["confusion"])) == 24
+
+
+# -------------------------------------------------------------------------------- roadmap bench: warm-up, rows
+
+
+def test_bench_warms_a_full_evaluation_pass_of_both_sides_before_timing_either(cli, monkeypatch):
+    """The last evaluation batch is smaller: the first pass to meet it pays cuDNN's autotuning, whose cache both
+    sides share. Both sides run a whole pass untimed before either is timed."""
+    import runner.pipeline_bench as pb
+
+    events = []
+    real_eval, real_timed, real_ref = pb.evaluate, pb._timed_eval, pb._reference_eval
+
+    def evaluate(model, loader, num_classes, dev, max_batches, *a, **k):
+        events.append(("ours", "full" if max_batches >= len(loader) else "part"))
+        return real_eval(model, loader, num_classes, dev, max_batches, *a, **k)
+
+    def reference_eval(model, val, dev):
+        full_pass = real_ref(model, val, dev)
+
+        def logged(limit=None):
+            events.append(("reference", "full" if limit is None or limit >= len(val) else "part"))
+            return full_pass(limit)
+
+        return logged
+
+    monkeypatch.setattr(pb, "evaluate", evaluate)
+    monkeypatch.setattr(pb, "_reference_eval", reference_eval)
+    monkeypatch.setattr(pb, "_timed_eval", lambda fn, dev: events.append(("timed", "")) or real_timed(fn, dev))
+    code, out, err = cli("bench", "--device", "cpu", "--dataset", "synthetic:train=48,val=40", "--preset", "smoke",
+                         "--batch-size", "16", "--warmup", "1", "--iters", "1", "--workers", "0", "--steps",
+                         "convnext_tiny", "--format", "json")  # evaluation batches of 32: 32 + 8 images
+    assert code == 0, err
+    first_timed = events.index(("timed", ""))
+    assert ("ours", "full") in events[:first_timed] and ("reference", "full") in events[:first_timed]
+    assert events.count(("timed", "")) == 2
+
+
+def test_bench_prints_each_row_as_soon_as_it_is_measured(cli, capsys, monkeypatch):
+    """A part of gpu-check cut short keeps the rows it measured: each Markdown row is printed (and flushed) when its
+    step is done, before the next step starts."""
+    import runner.pipeline_bench as pb
+
+    chunks = []
+    real = pb.measure_ours
+
+    def measure_ours(job, *a, **k):
+        chunks.append(capsys.readouterr().out)  # what was printed before this step started
+        return real(job, *a, **k)
+
+    monkeypatch.setattr(pb, "measure_ours", measure_ours)
+    code, out, err = cli("bench", "--device", "cpu", "--dataset", "synthetic:train=32,val=16", "--preset", "smoke",
+                         "--batch-size", "16", "--warmup", "1", "--iters", "1", "--workers", "0", "--steps",
+                         "resnet50,convnext_tiny", "--no-reference", "--format", "markdown")
+    assert code == 0, err
+    assert len(chunks) == 2 and "| resnet50" in chunks[1] and "| step" in chunks[1]  # before the second step
+    lines = [line for line in "".join(chunks + [out]).splitlines() if line.startswith("|")]
+    assert len(lines) == 4 and "separate_downsampling" in lines[3] and "projected:" in out  # one table
