@@ -146,3 +146,83 @@ def test_bench_prints_each_row_as_soon_as_it_is_measured(cli, capsys, monkeypatc
     assert len(chunks) == 2 and "| resnet50" in chunks[1] and "| step" in chunks[1]  # before the second step
     lines = [line for line in "".join(chunks + [out]).splitlines() if line.startswith("|")]
     assert len(lines) == 4 and "separate_downsampling" in lines[3] and "projected:" in out  # one table
+
+
+# -------------------------------------------------------------------------------- --micro-batch auto, DDP's end
+
+
+class _FakeGpu:
+    """torch.cuda's memory accounting for `_fitting_micro_batch` on CPU: a model's forward of more than `fits`
+    images fails as cuDNN does when its workspace cannot be allocated (a plain RuntimeError), and the first forward
+    of each batch size adds the autotuner's trial workspaces to the peak."""
+
+    def __init__(self, monkeypatch, fits: int):
+        import contextlib
+
+        self.fits, self.seen, self.peak = fits, set(), 0
+        for name, fn in {"mem_get_info": lambda dev: (10**6, 10**6), "synchronize": lambda dev=None: None,
+                         "memory_allocated": lambda dev=None: 0, "max_memory_allocated": lambda dev=None: self.peak,
+                         "reset_peak_memory_stats": lambda dev=None: None, "empty_cache": lambda: None}.items():
+            monkeypatch.setattr(torch.cuda, name, fn)
+        monkeypatch.setattr(torch.random, "fork_rng", lambda **k: contextlib.nullcontext())
+
+    def model(self):
+        gpu = self
+
+        class Model(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = torch.nn.Linear(3, 2)
+
+            def forward(self, x):
+                m = x.shape[0]
+                if m > gpu.fits:
+                    raise RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED")
+                gpu.peak = 10**9 if m not in gpu.seen else 1000 * m  # autotuning's first pass, then the step's own
+                gpu.seen.add(m)
+                return self.fc(x.mean((2, 3)))
+
+        return Model()
+
+
+def test_micro_batch_auto_survives_cudnn_allocation_failures_and_measures_after_autotuning(tmp_path, monkeypatch):
+    import warnings
+
+    from runner.trainer import _fitting_micro_batch
+
+    gpu = _FakeGpu(monkeypatch, fits=4)
+    job = tiny_job(tmp_path, "convnext_tiny")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # autocast for "cuda" on a machine without one
+        assert _fitting_micro_batch(job, gpu.model(), 8) == 4  # 8 fails to allocate; 4 fits once warm
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_micro_batch_auto_lets_other_errors_through(tmp_path, monkeypatch):
+    from runner.trainer import _fitting_micro_batch
+
+    gpu = _FakeGpu(monkeypatch, fits=8)
+    model = gpu.model()
+    model.forward = lambda x: (_ for _ in ()).throw(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    with pytest.raises(RuntimeError, match="shapes"):
+        _fitting_micro_batch(tiny_job(tmp_path, "convnext_tiny"), model, 8)
+
+
+def test_a_run_leaves_its_process_group_at_the_end(tmp_path, cli, monkeypatch):
+    import runner.dist as dist
+    import runner.run as run
+
+    ended = []
+    monkeypatch.setattr(run, "finish", lambda d: ended.append(d), raising=False)
+    code, _, err = cli("run", "--dataset", "synthetic:train=32,val=8", "--preset", "smoke", "--steps", "resnet50",
+                       "--epochs", "1", "--train-batches", "1", "--val-batches", "1", "--batch-size", "8", "--quiet",
+                       "--no-report", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert ended == [dist.SINGLE]
+    calls = []  # and under DDP, `finish` destroys the group torchrun's processes joined
+    monkeypatch.setattr(dist.torch_dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist.torch_dist, "destroy_process_group", lambda *a: calls.append(a), raising=False)
+    dist.finish(dist.SINGLE)
+    assert calls == []
+    dist.finish(dist.Dist(1, 2, 1))
+    assert calls == [()]
