@@ -13,8 +13,9 @@ import torch
 CPU = torch.device("cpu")
 
 
-def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=24,size=40", **job):
-    """A smoke-preset Job on the device data path (held on CPU), as `roadmap run --data-path device` builds it."""
+def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=24,size=40", device=CPU, **job):
+    """A smoke-preset Job on the device data path (held on `device`), as `roadmap run --data-path device` builds
+    it (tests/test_cuda.py builds its own on CUDA)."""
     from runner.data import load_dataset
     from runner.devices import choose_data_path
     from runner.job import Job
@@ -27,10 +28,10 @@ def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=2
     (r,) = plan(RunOptions(Selection(dataset=dataset, steps=(spec,)),
                            Training(preset="smoke", epochs=1, batch_size=8)),
                 "synthetic", info.native_size, info.num_classes)
-    device_data = choose_data_path("device", splits, CPU, 0, lambda _: None)
+    device_data = choose_data_path("device", splits, device, 0, lambda _: None)
     return Job(run_dir=RunDir(tmp_path / "r"), design=r.design, budget=r.budget, seed=0, num_classes=info.num_classes,
-               class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=CPU,
-               progress=False, log=lambda _: None, device_data=device_data, **job)
+               class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=device,
+               progress=False, device_data=device_data, **{"log": lambda _: None, **job})
 
 
 def _ours(depth: int = 2) -> bool:
