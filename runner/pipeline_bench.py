@@ -56,6 +56,7 @@ class Measured:
     batch: int
     augment_ms: float | None = None  # the device path's augmentation alone, per training batch (None: DataLoader)
     eval_pass: Callable[[], int] | None = None  # one full evaluation pass, run once untimed (`time_evaluation`)
+    augment_eager_ms: float | None = None  # the same, eager, where the run compiles it (CUDA, --compile)
 
 
 def augment_ms_per_batch(loader, dev: torch.device, batches: int = 5) -> float:
@@ -95,10 +96,10 @@ def _timed_eval(evaluate: Callable[[], int], dev: torch.device) -> float:
 def measure_ours(job, warmup: int, iters: int) -> Measured:
     """`roadmap run`'s own training step loop and evaluation on `job` (see runner.train)."""
     dev = job.device
-    t = prepare(job)
+    t0 = time.perf_counter()
+    t = prepare(job)  # (a run's one-time work: the model, and on CUDA or with --compile the augmentation's compile)
     train_loader, val_loader = loaders(job, 0)
     synchronize(dev)
-    t0 = time.perf_counter()
     _, updates, _ = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
                                  min(warmup, len(train_loader)), 0)
     synchronize(dev)
@@ -117,11 +118,15 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
 
     full_pass()  # warm: every batch shape (the last batch is smaller), eval-mode graphs, cuDNN autotuning
     batch = train_loader.batch_size
-    augment = None
+    augment = eager = None
     if job.device_data is not None and len(train_loader) > 1:
-        augment = augment_ms_per_batch(loaders(job, 2)[0], dev)
+        augment_loader = loaders(job, 2)[0]
+        augment = augment_ms_per_batch(augment_loader, dev)
+        if augment_loader.compiled and getattr(augment_loader.transform, "compile_failed", "") is None:
+            augment_loader.compiled = False  # the eager augmentation, for comparison: what compiling it buys
+            eager = augment_ms_per_batch(augment_loader, dev)
     return Measured(stats["images_per_s"], float("nan"), memory, warm, min(warmup, len(train_loader)), batch,
-                    augment, full_pass)
+                    augment, full_pass, eager)
 
 
 def time_evaluation(measured: list[Measured | None], dev: torch.device) -> None:
@@ -278,6 +283,8 @@ def _row(r, gflops: float, ours: Measured, ref: Measured | None, device: torch.d
         step_ms = 1000 * ours.batch / ours.train_ips
         row.update({"augment ms/batch": round(ours.augment_ms, 2), "step ms": round(step_ms, 2),
                     "augment % of step": round(100 * ours.augment_ms / step_ms, 1)})
+        if ours.augment_eager_ms is not None:  # the run compiles it (CUDA, --compile): eager beside it
+            row["eager augment ms/batch"] = round(ours.augment_eager_ms, 2)
     if ref is not None:
         row.update({"ref train img/s": round(ref.train_ips, 1), "ref eval img/s": round(ref.eval_ips, 1),
                     "train vs ref": round(ours.train_ips / ref.train_ips, 2),

@@ -3,6 +3,7 @@ optimizer, schedule, mixing and loss, EMA, and the micro-batch that fits (measur
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from runner.batching import check_micro_batch
 from runner.checkpoint import load_pretrained
 from runner.devices import channels_last
 from runner.job import Job
-from runner.loaders import limit_batches, loaders
+from runner.loaders import compiles_augment, limit_batches, loaders
 from runner.seeding import seed_everything
 
 
@@ -43,6 +44,7 @@ class Trainer:
     steps_per_epoch: int
     eval_model: torch.nn.Module | None = None  # what evaluates (no DDP wrapper: no collective per batch)
     micro_batch: int | None = None  # images per forward/backward on this process; None: the whole batch
+    augment: str | None = None  # the device path's augmentation, "compiled" or "eager" (None: not recorded)
 
 
 def prepare(job: Job) -> Trainer:
@@ -86,7 +88,24 @@ def prepare(job: Job) -> Trainer:
         forward_model = torch.compile(forward_model)
         eval_model = torch.compile(model) if job.dist.active else forward_model
     micro = micro_batch_for(job, model, train_loader.batch_size)
-    return Trainer(model, forward_model, opt, sched, mix, ema, steps_per_epoch, eval_model, micro)
+    augment = warm_augment(job, micro)
+    return Trainer(model, forward_model, opt, sched, mix, ema, steps_per_epoch, eval_model, micro, augment)
+
+
+def warm_augment(job: Job, micro: int | None) -> str | None:
+    """Compile the device path's augmentation now, on one batch of the run's shape (falling back to eager, with a
+    warning line, where it cannot compile), and say which one the run uses: "compiled", "eager", or None where
+    there is nothing to record (no device path, no augmentation, or eager on CPU as before)."""
+    if job.device_data is None or not job.design.recipe.train_augment or not compiles_augment(job):
+        return None
+    train_loader, _ = loaders(job, 0, micro)
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[job.device] if job.device.type == "cuda" else []):
+        next(iter(train_loader))  # (the draws of the epochs are seeded apart: this batch changes none of them)
+    failed = train_loader.transform.compile_failed
+    if job.dist.is_main and not failed:
+        job.log(f"{job.label}: augmentation compiled ({time.perf_counter() - t0:.1f} s, one graph per batch shape)")
+    return "eager" if failed else "compiled"
 
 
 def micro_batch_for(job: Job, model: torch.nn.Module, per_rank: int) -> int | None:

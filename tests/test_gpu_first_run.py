@@ -4,6 +4,8 @@ a DDP run, and the benchmark's evaluation warm-up. Each test fails on the code b
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -11,6 +13,17 @@ import pytest
 import torch
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_augmentations():
+    """The runner keeps one GpuAugment per recipe (its compiled graph, or its failure to compile) for the process:
+    every test here starts and ends without them."""
+    import runner.loaders
+
+    runner.loaders._augment.cache_clear()
+    yield
+    runner.loaders._augment.cache_clear()
 
 
 def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=24,size=40", device=CPU, **job):
@@ -227,3 +240,79 @@ def test_a_run_leaves_its_process_group_at_the_end(tmp_path, cli, monkeypatch):
     assert calls == []
     dist.finish(dist.Dist(1, 2, 1))
     assert calls == [()]
+
+
+# -------------------------------------------------------------------------------- the compiled augmentation on CUDA
+
+
+def test_cuda_runs_compile_the_augmentation_without_compile_for_the_model(tmp_path):
+    from runner.loaders import compiles_augment
+
+    job = tiny_job(tmp_path, "convnext_tiny")
+    assert not compiles_augment(job)  # CPU without --compile: eager, as before
+    assert compiles_augment(dataclasses.replace(job, compile=True))
+    assert compiles_augment(dataclasses.replace(job, device=torch.device("cuda", 0)))  # whatever --compile says
+
+
+def test_a_failing_compile_falls_back_to_the_eager_augmentation_with_one_warning(tmp_path, monkeypatch, capsys):
+    from runner.device_data import DeviceLoader
+    from runner.loaders import _augment
+
+    def broken(fn, **kw):
+        def call(*a, **k):
+            raise RuntimeError("InductorError: no working C compiler found\nmore lines")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    job = tiny_job(tmp_path, "convnext_tiny")
+    augment = _augment(job.design.recipe, job.budget.img_size, job.num_classes, CPU)
+    train, _ = job.device_data
+    batches = list(DeviceLoader(train, 8, augment, shuffle=True, drop_last=True, seed=0, compiled=True))
+    eager = list(DeviceLoader(train, 8, augment, shuffle=True, drop_last=True, seed=0, compiled=False))
+    assert len(batches) == 8 and all(torch.equal(a[0], b[0]) for a, b in zip(batches, eager, strict=True))
+    err = capsys.readouterr().err
+    assert err.count("warning: the compiled augmentation failed") == 1 and "no working C compiler" in err
+    assert "more lines" not in err and augment.compile_failed.startswith("RuntimeError")
+
+
+def _config(out: Path) -> dict:
+    (config,) = [json.loads((d / "config.json").read_text()) for d in out.iterdir() if d.is_dir()]
+    return config
+
+
+def test_config_records_which_augmentation_ran_and_cpu_records_keep_their_format(tmp_path, cli, monkeypatch):
+    args = ["run", "--dataset", "synthetic:train=32,val=8,size=40", "--preset", "smoke", "--steps", "convnext_tiny",
+            "--epochs", "1", "--train-batches", "1", "--val-batches", "1", "--batch-size", "8", "--quiet",
+            "--no-report", "--data-path", "device"]
+    code, _, err = cli(*args, "--out", str(tmp_path / "eager"))
+    assert code == 0, err
+    plain = _config(tmp_path / "eager")
+    assert "augment" not in plain  # a CPU run without --compile writes what it wrote before
+    monkeypatch.setattr(torch, "compile", lambda fn=None, **kw: fn)  # (eager stands in for inductor)
+    code, text, err = cli(*args, "--compile", "--out", str(tmp_path / "compiled"))
+    assert code == 0, err
+    compiled = _config(tmp_path / "compiled")
+    assert compiled["augment"] == "compiled" and "augmentation compiled" in text
+    assert compiled["run_id"] == plain["run_id"] and compiled["identity"] == plain["identity"]
+
+    def broken(fn=None, **kw):  # the model compiles; the augmentation (fullgraph) does not
+        if not kw.get("fullgraph"):
+            return fn
+        return lambda *a, **k: (_ for _ in ()).throw(RuntimeError("Cannot find a working triton installation"))
+
+    monkeypatch.setattr(torch, "compile", broken)
+    __import__("runner.loaders", fromlist=["_augment"])._augment.cache_clear()
+    code, _, err = cli(*args, "--compile", "--out", str(tmp_path / "fallback"))
+    assert code == 0, err
+    assert _config(tmp_path / "fallback")["augment"] == "eager"
+    assert err.count("warning: the compiled augmentation failed") == 1
+
+
+def test_bench_shows_the_augmentation_compiled_and_eager(cli, monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda fn=None, **kw: fn)  # (eager stands in for inductor)
+    code, out, err = cli("bench", "--device", "cpu", "--dataset", "synthetic:train=96,val=16", "--preset", "smoke",
+                         "--batch-size", "16", "--warmup", "1", "--iters", "1", "--workers", "0", "--steps",
+                         "convnext_tiny", "--no-reference", "--data-path", "device", "--compile", "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(out[out.index("["):])
+    assert row["augment ms/batch"] > 0 and row["eager augment ms/batch"] > 0

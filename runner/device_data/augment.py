@@ -19,6 +19,7 @@ What matches timm/PIL, stage by stage (tests/test_gpu_data.py measures each clai
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -99,6 +100,8 @@ class GpuAugment(_Normalizing):
         self.switch_prob = 0.5
         self.label_smoothing = float(recipe.label_smoothing)
         self._compiled: Callable[..., tuple[Tensor, Tensor]] | None = None
+        self.compile_failed: str | None = None  # why compiling failed (then `run` augments eagerly), else None
+        self._compiled_ran = False
 
     @property
     def mixes(self) -> bool:
@@ -112,6 +115,26 @@ class GpuAugment(_Normalizing):
         if self._compiled is None:
             self._compiled = torch.compile(self.__call__, fullgraph=True, dynamic=False)
         return self._compiled
+
+    def run(self, images: Tensor, labels: Tensor, generator: torch.Generator | None = None, compiled: bool = False,
+            sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The augmentation of one batch: the compiled graph when `compiled` (its draws from the global RNG), else
+        eager (drawing from `generator`). When compiling fails (no C compiler, no Triton, a graph dynamo cannot
+        trace), this instance augments eagerly from then on, and says so in one line on stderr."""
+        if compiled and self.compile_failed is None:
+            try:
+                out = self.compiled()(images, labels, sizes=sizes)
+                self._compiled_ran = True
+                return out
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001  (inductor's and dynamo's errors have no common base)
+                if self._compiled_ran:  # it compiled and ran before: a real error, not a missing compiler
+                    raise
+                self.compile_failed = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                print(f"warning: the compiled augmentation failed ({self.compile_failed[:200]}); augmenting eagerly",
+                      file=sys.stderr, flush=True)
+        return self(images, labels, generator, sizes)
 
     def __call__(
         self, images_uint8: Tensor, labels: Tensor, generator: torch.Generator | None = None,
