@@ -166,6 +166,8 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
     """Loss, top-1, top-5 and the confusion matrix on (at most `max_batches` of) the validation set,
     summed over the ranks' shards.
 
+    A compiled model sees the last, smaller batch padded with zeros to the size of the others and its outputs cut
+    back (evaluation is per image), so it compiles one graph, not a second (dynamic) one.
     Everything is counted on the device (the confusion matrix with `index_add_`, whose output size does not depend
     on the data, unlike `bincount`), and read back once at the end: no host sync per batch.
     With `time_first_batch` the first batch is synchronized and timed (`first_batch_seconds`: a compiled model's
@@ -179,14 +181,18 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
     seen = 0
     first = None
     k = min(5, num_classes)
+    full = getattr(loader, "batch_size", None) if isinstance(model, torch._dynamo.eval_frame.OptimizedModule) else None
     t0 = time.perf_counter()
     for i, (x, y) in enumerate(loader):
         if i >= max_batches:
             break
         x, y = to_device(x, y, dev)
+        n = y.shape[0]
+        if full and n < full:  # a compiled model: the last, smaller batch padded to the others' shape (one graph)
+            x, _ = to_device(torch.nn.functional.pad(x, (0, 0, 0, 0, 0, 0, 0, full - n)), y, dev)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
             out = model(x)
-        out = out.float()
+        out = out[:n].float()
         loss_sum += torch.nn.functional.cross_entropy(out, y, reduction="sum")
         pred = out.topk(k, dim=1).indices
         top1 += (pred[:, 0] == y).sum()

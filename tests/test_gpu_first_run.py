@@ -316,3 +316,64 @@ def test_bench_shows_the_augmentation_compiled_and_eager(cli, monkeypatch):
     assert code == 0, err
     (row,) = json.loads(out[out.index("["):])
     assert row["augment ms/batch"] > 0 and row["eager augment ms/batch"] > 0
+
+
+def test_a_compile_error_on_a_later_batch_shape_falls_back_too_and_a_runtime_error_does_not(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """Every batch shape is a graph of its own (static shapes); across the runs of one process dynamo's recompile
+    limit can be met on a later shape: that falls back to eager as well. An error of running is raised."""
+    import torch._dynamo.exc as dynamo_exc
+
+    from runner.loaders import _augment
+
+    job = tiny_job(tmp_path, "convnext_tiny")
+    x, y = job.device_data[0].images[:8], job.device_data[0].targets[:8]
+    errors = iter([None, dynamo_exc.FailOnRecompileLimitHit("recompile_limit reached")])
+
+    def compile_(fn, **kw):
+        def call(*a, **k):
+            error = next(errors)
+            if error is not None:
+                raise error
+            return fn(*a, **k)
+        return call
+
+    monkeypatch.setattr(torch, "compile", compile_)
+    augment = _augment(job.design.recipe, job.budget.img_size, job.num_classes, CPU)
+    augment.run(x, y, None, compiled=True)
+    out, _ = augment.run(x[:4], y[:4], None, compiled=True)  # a new shape: the limit, then eager
+    assert out.shape[0] == 4 and augment.compile_failed.startswith("FailOnRecompileLimitHit")
+    assert capsys.readouterr().err.count("warning: the compiled augmentation failed") == 1
+    fresh = type(augment)(job.design.recipe, job.budget.img_size, job.num_classes, CPU)
+    errors = iter([None, RuntimeError("CUDA error: an illegal memory access was encountered")])
+    fresh.run(x, y, None, compiled=True)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        fresh.run(x, y, None, compiled=True)
+
+
+# -------------------------------------------------------------------------------- one evaluation graph when compiled
+
+
+class _Batches(list):
+    batch_size = 4
+
+
+def test_a_compiled_model_evaluates_the_last_smaller_batch_without_a_second_graph():
+    import torch._dynamo
+
+    from runner.loop import evaluate
+
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.Flatten(), torch.nn.Linear(16, 5)).eval()
+    batches = _Batches((torch.randn(n, 3, 2, 2), torch.randint(0, 5, (n,))) for n in (4, 4, 3))
+    expected = evaluate(model, batches, 5, CPU, 3)
+    compiled = torch.compile(model, backend="eager")
+    try:
+        evaluate(compiled, batches[:1], 5, CPU, 1)  # the first graph
+        torch._dynamo.config.error_on_recompile = True
+        result = evaluate(compiled, batches, 5, CPU, 3)  # the 3-image batch must not compile another
+    finally:
+        torch._dynamo.config.error_on_recompile = False
+        torch._dynamo.reset()
+    assert result["confusion"] == expected["confusion"] and sum(map(sum, result["confusion"])) == 11
+    assert result["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-5)

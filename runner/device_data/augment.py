@@ -45,6 +45,15 @@ def _fill_color(mean: Sequence[float]) -> tuple[int, ...]:
     return tuple(min(255, round(255 * v)) for v in mean)
 
 
+def _compile_error(e: BaseException) -> bool:
+    """Whether `e` comes from compiling (dynamo, inductor, the recompile limit a new batch shape can meet), not
+    from running."""
+    import torch._dynamo.exc as dynamo_exc
+    from torch._inductor.exc import InductorError
+
+    return isinstance(e, (dynamo_exc.TorchDynamoException, dynamo_exc.FailOnRecompileLimitHit, InductorError))
+
+
 def canvas_sizes(b: int, h: int, w: int, dev: torch.device) -> Tensor:
     """(b, 2) long tensor of one (h, w) per sample, filled on the device: `torch.tensor([[h, w]], device=cuda)`
     would copy from pageable host memory, a host sync every batch."""
@@ -129,7 +138,7 @@ class GpuAugment(_Normalizing):
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as e:  # noqa: BLE001  (inductor's and dynamo's errors have no common base)
-                if self._compiled_ran:  # it compiled and ran before: a real error, not a missing compiler
+                if self._compiled_ran and not _compile_error(e):  # it ran before: a real error, not compiling's
                     raise
                 self.compile_failed = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
                 print(f"warning: the compiled augmentation failed ({self.compile_failed[:200]}); augmenting eagerly",
