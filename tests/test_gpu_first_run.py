@@ -377,3 +377,26 @@ def test_a_compiled_model_evaluates_the_last_smaller_batch_without_a_second_grap
         torch._dynamo.reset()
     assert result["confusion"] == expected["confusion"] and sum(map(sum, result["confusion"])) == 11
     assert result["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-5)
+
+
+def test_the_reference_loops_timed_steps_go_on_with_the_warm_pass(monkeypatch):
+    """Restarting the DataLoader between the warm-up and the timed steps put the workers' refill into the timing."""
+    import runner.pipeline_bench as pb
+
+    passes = []
+
+    class Loader(list):
+        def __iter__(self):
+            passes.append(1)
+            return super().__iter__()
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mix = __import__("runner.recipes", fromlist=["Targets"]).Targets(None, torch.nn.functional.cross_entropy)
+    steps = pb._reference_steps(model, opt, mix, Loader((torch.randn(2, 3, 2, 2), torch.tensor([0, 1]))
+                                                       for _ in range(5)), CPU)
+    steps(2)  # warm-up
+    steps(3)  # timed: the same pass
+    assert passes == [1]
+    steps(2)  # past its end: a new pass
+    assert passes == [1, 1]
