@@ -21,7 +21,7 @@ def test_pipeline_bench_compares_our_loop_with_the_reference_loop(cli):
         assert r["eval vs ref"] == pytest.approx(r["eval img/s"] / r["ref eval img/s"], rel=0.01, abs=0.01)
         warm = r["warm-up s (1 steps)"]
         minutes = (r["epochs"] * (96 / r["train img/s"] + 32 / r["eval img/s"]) + warm) / 60
-        assert r["projected min"] == pytest.approx(minutes, abs=0.01)
+        assert r["projected min"] == pytest.approx(minutes, rel=0.01, abs=0.01)
 
 
 def test_pipeline_bench_text_output_projects_the_total(cli):
