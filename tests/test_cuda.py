@@ -203,7 +203,8 @@ def no_host_sync_in_the_loops(dev: torch.device, tmp_path: Path, monkeypatch) ->
     from runner.loaders import loaders
     from runner.trainer import prepare
 
-    job = tiny_job(tmp_path, "convnext_tiny", "synthetic:train=256,val=40,size=40", device=dev)
+    # SMALL's images and batch (64 px, 32): the augmentation's graph of the other tests, not one more to compile
+    job = tiny_job(tmp_path, "convnext_tiny", "synthetic:train=1024,val=40", device=dev, batch_size=32)
     t = prepare(job)
     steps = loop.CUDA_CHECK_EVERY + 5
     train_loader, val_loader = loaders(job, 0)

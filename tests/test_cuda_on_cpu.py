@@ -42,6 +42,7 @@ def test_compile_without_recompiles_on_cpu(tmp_path, monkeypatch):
     on_gpu.compile_without_recompiles(CPU, tmp_path)
 
 
+@pytest.mark.slow
 def test_the_sync_debug_test_on_cpu(tmp_path, monkeypatch):
     """Its data set, batch and steps (past one lagged divergence check) on CPU; the sync-debug mode needs CUDA."""
     monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)

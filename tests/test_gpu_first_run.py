@@ -26,7 +26,8 @@ def _fresh_augmentations():
     runner.loaders._augment.cache_clear()
 
 
-def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=24,size=40", device=CPU, **job):
+def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=24,size=40", device=CPU,
+             batch_size: int = 8, **job):
     """A smoke-preset Job on the device data path (held on `device`), as `roadmap run --data-path device` builds
     it (tests/test_cuda.py builds its own on CUDA)."""
     from runner.data import load_dataset
@@ -39,7 +40,7 @@ def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=2
     splits = load_dataset(dataset)
     info = splits.info
     (r,) = plan(RunOptions(Selection(dataset=dataset, steps=(spec,)),
-                           Training(preset="smoke", epochs=1, batch_size=8)),
+                           Training(preset="smoke", epochs=1, batch_size=batch_size)),
                 "synthetic", info.native_size, info.num_classes)
     device_data = choose_data_path("device", splits, device, 0, lambda _: None)
     return Job(run_dir=RunDir(tmp_path / "r"), design=r.design, budget=r.budget, seed=0, num_classes=info.num_classes,
