@@ -166,10 +166,11 @@ section() {  # section NAME: the doc's part, its command and what it printed
 }
 
 for name in "${NAMES[@]}"; do
+    before=$status
     part "$name"
     if [ "$name" = smoke ] && [[ $(cat "$LOG/smoke.rc") != "ok"* ]]; then
         SKIP_COMPILE="the torch.compile smoke check $(cat "$LOG/smoke.rc"): $(tail -n 1 "$LOG/smoke.err")"
-        status=0  # no compiler is this machine's state, not a failure of the check; the compile parts say so
+        status=$before  # no compiler is this machine's state, not a failure of the check; the compile parts say so
     fi
 done
 
