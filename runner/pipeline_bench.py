@@ -136,6 +136,7 @@ def time_evaluation(measured: list[Measured | None], dev: torch.device) -> None:
     for m in measured:
         if m is not None and m.eval_pass is not None:
             m.eval_ips = _timed_eval(m.eval_pass, dev)
+            m.eval_pass = None  # and the model it holds goes: the next step's memory is its own
 
 
 def measure_reference(design, budget, splits, num_classes: int, dev: torch.device, workers: int, warmup: int,

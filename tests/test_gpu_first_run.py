@@ -401,3 +401,29 @@ def test_the_reference_loops_timed_steps_go_on_with_the_warm_pass(monkeypatch):
     assert passes == [1]
     steps(2)  # past its end: a new pass
     assert passes == [1, 1]
+
+
+def test_bench_lets_each_steps_model_go_before_the_next_is_measured(cli, monkeypatch):
+    """Each model's GPU memory is its own: the evaluation pass kept for timing must not keep the previous step's
+    model (and its gradients) alive while the next one is measured."""
+    import gc
+    import weakref
+
+    import runner.pipeline_bench as pb
+
+    models, alive = [], []
+    real = pb.prepare
+
+    def prepare(job):
+        gc.collect()
+        alive.append([ref() is not None for ref in models])
+        t = real(job)
+        models.append(weakref.ref(t.model))
+        return t
+
+    monkeypatch.setattr(pb, "prepare", prepare)
+    code, _, err = cli("bench", "--device", "cpu", "--dataset", "synthetic:train=32,val=16", "--preset", "smoke",
+                       "--batch-size", "16", "--warmup", "1", "--iters", "1", "--workers", "0", "--steps",
+                       "resnet50,convnext_tiny", "--format", "json")
+    assert code == 0, err
+    assert alive == [[], [False]]
