@@ -194,7 +194,7 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
 
 
 def no_host_sync_in_the_loops(dev: torch.device, tmp_path: Path, monkeypatch) -> None:
-    """A few loader + training steps (past one lagged divergence check) and an evaluation under
+    """A few loader + training steps (past two lagged divergence checks) and an evaluation under
     `torch.cuda.set_sync_debug_mode("error")`: any host sync raises. The epoch's end reads back once
     (`loop._to_host`) and synchronizes to time it: the test lets those two through."""
     from test_gpu_first_run import tiny_job
@@ -204,9 +204,9 @@ def no_host_sync_in_the_loops(dev: torch.device, tmp_path: Path, monkeypatch) ->
     from runner.trainer import prepare
 
     # SMALL's images and batch (64 px, 32): the augmentation's graph of the other tests, not one more to compile
-    job = tiny_job(tmp_path, "convnext_tiny", "synthetic:train=1024,val=40", device=dev, batch_size=32)
+    job = tiny_job(tmp_path, "convnext_tiny", "synthetic:train=1792,val=40", device=dev, batch_size=32)
     t = prepare(job)
-    steps = loop.CUDA_CHECK_EVERY + 5
+    steps = 2 * loop.CUDA_CHECK_EVERY + 5  # the second check reads the first one's pinned copy
     train_loader, val_loader = loaders(job, 0)
     real_read, real_sync = loop._to_host, loop.synchronize
 

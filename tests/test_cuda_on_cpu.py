@@ -44,7 +44,7 @@ def test_compile_without_recompiles_on_cpu(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_the_sync_debug_test_on_cpu(tmp_path, monkeypatch):
-    """Its data set, batch and steps (past one lagged divergence check) on CPU; the sync-debug mode needs CUDA."""
+    """Its data set, batch and steps (past two lagged divergence checks) on CPU; the sync-debug mode needs CUDA."""
     monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda dev=None: None)
     on_gpu.no_host_sync_in_the_loops(CPU, tmp_path, monkeypatch)

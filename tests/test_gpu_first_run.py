@@ -427,3 +427,35 @@ def test_bench_lets_each_steps_model_go_before_the_next_is_measured(cli, monkeyp
                        "resnet50,convnext_tiny", "--format", "json")
     assert code == 0, err
     assert alive == [[], [False]]
+
+
+def test_on_cuda_the_divergence_check_reads_the_copy_made_a_check_earlier(monkeypatch):
+    """CUDA's divergence check without a host sync (torch.cuda's event and pinned memory stood in for): a check
+    queues a copy of its flag and loss and reads the previous check's, so a NaN is seen one check later; the
+    epoch's last check reads its own values."""
+    import runner.loop as loop
+    from runner.dist import SINGLE
+
+    class Event:
+        def record(self):
+            pass
+
+        def synchronize(self):
+            waits.append(1)
+
+    waits, reads = [], []
+    real_empty, real_read = torch.empty, loop._to_host
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch, "empty", lambda *a, pin_memory=False, **k: real_empty(*a, **k))
+    monkeypatch.setattr(loop, "_to_host", lambda t: reads.append(t.numel()) or real_read(t))
+    sums = loop._Sums(CPU)
+    sums.dev = torch.device("cuda", 0)
+    sums.loss += 50.0
+    assert not sums.diverged(SINGLE, 25) and reads == [] and waits == []  # nothing earlier to read
+    sums.loss += float("nan")
+    assert not sums.diverged(SINGLE, 50) and sums.mean_loss == 2.0  # the copy of step 25: finite, loss 50 / 25
+    assert sums.diverged(SINGLE, 75) and len(waits) == 2  # the copy of step 50: NaN
+    fresh = loop._Sums(CPU)
+    fresh.dev = torch.device("cuda", 0)
+    fresh.loss += float("inf")
+    assert fresh.diverged(SINGLE, 10, final=True)  # the epoch's end reads its own values
