@@ -20,6 +20,7 @@ from pathlib import Path
 from roadmap.describe import (
     FORMATS,
     STEPS_MISSING,
+    RowPrinter,
     diff_table,
     fields_table,
     flops_table,
@@ -326,10 +327,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
           f"{args.warmup} warm-up + {iters} timed training steps and a full evaluation pass each, ours then the "
           f"reference loop{'' if not args.no_reference else ' (skipped)'}; torch.compile "
           f"{'on' if args.compile else 'off'}", flush=True)
+    rows = RowPrinter(args.format) if args.format in RowPrinter.STREAMS else None  # each row as it is measured
     df, totals = pipeline_bench(specs, dev, args.dataset, args.preset, args.epochs, args.batch_size, args.img_size,
                                 args.warmup, iters, args.compile, args.workers, not args.no_reference,
-                                args.data_path, log)
-    print(render(df, args.format))
+                                args.data_path, log, on_row=rows)
+    if rows is None:
+        print(render(df, args.format))
     if args.format != "json":
         data = f"{totals['train_size']:,} / {totals['val_size']:,} images"
         line = (f"\nprojected: {totals['ours_min']:.1f} min for these {totals['steps']} steps at {args.epochs} "

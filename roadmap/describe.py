@@ -36,6 +36,26 @@ def render(df: pd.DataFrame, fmt: str, missing: str | None = None) -> str:
     raise unknown("format", fmt, FORMATS)
 
 
+class RowPrinter:
+    """Prints a table row by row, each row as soon as it is known and flushed (Markdown or CSV, whose rows stand
+    alone): a long measurement cut short still leaves the rows it finished. A row with other columns than the one
+    before starts a new table (its header printed again)."""
+
+    STREAMS = ("markdown", "csv")
+
+    def __init__(self, fmt: str, write=print) -> None:
+        self.fmt, self.write, self.columns = fmt, write, None
+
+    def __call__(self, row: dict) -> None:
+        lines = render(pd.DataFrame([row]), self.fmt).splitlines()
+        if list(row) != self.columns:
+            if self.columns is not None:
+                self.write("")
+            self.columns = list(row)
+            self.write("\n".join(lines[:-1]), flush=True)
+        self.write(lines[-1], flush=True)
+
+
 def _regime(regime: str | Roadmap) -> Roadmap:
     return regime if isinstance(regime, Roadmap) else get_regime(regime)
 

@@ -185,7 +185,9 @@ class RunConfig(Record):
 
     `design` is `roadmap.Design.to_dict()` after budget scaling, or for a timm baseline {"timm_model", "drop_path_rate",
     "recipe"}; `identity` is what the run directory's hash is taken of (runner.store.run_id); `micro_batch` is
-    present only when --micro-batch was given (how each optimizer step is computed, not part of the identity).
+    present only when --micro-batch was given (how each optimizer step is computed, not part of the identity);
+    `augment` only where the device path's augmentation could be compiled or eager (on CUDA, or with --compile):
+    which one ran (its draws differ, not its distribution; not part of the identity either).
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -210,6 +212,7 @@ class RunConfig(Record):
     command: str | None = None
     created: str | None = None
     micro_batch: dict[str, Any] | None = _omit_none()
+    augment: str | None = _omit_none()  # the device path's augmentation: "compiled" or "eager" (CUDA, --compile)
 
 
 # ------------------------------------------------------------------------------------ metrics.jsonl, result.json

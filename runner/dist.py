@@ -60,6 +60,13 @@ def from_env(backend: str, device: torch.device | None = None) -> Dist:
     return Dist(torch_dist.get_rank(), torch_dist.get_world_size(), local_rank)
 
 
+def finish(dist: Dist) -> None:
+    """The end of a data-parallel run: every process leaves the group (`destroy_process_group`), so that NCCL frees
+    its communicators before the interpreter exits (torch warns, and can hang, when they are left to it)."""
+    if dist.active and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
 def bind_device(device: torch.device | None) -> None:
     """Make `device` this process's current CUDA device (nothing on CPU): kernels, streams and collectives
     without an explicit device then go to it, and no context is opened on cuda:0 by a process meant for cuda:1

@@ -71,6 +71,13 @@ def _augment(recipe, img_size: int, num_classes: int, dev: torch.device):
     return GpuAugment(recipe, img_size, num_classes, dev)
 
 
+def compiles_augment(job: Job) -> bool:
+    """Whether the device path's augmentation runs as one compiled graph: on CUDA always (eager, it dispatches some
+    1,500 small kernels per batch, as long as a ConvNeXt-T step on a large GPU: the loop would wait on the host), on
+    CPU with --compile. It falls back to eager, with a warning, where it cannot compile."""
+    return job.compile or job.device.type == "cuda"
+
+
 def _device_loaders(job: Job, epoch: int, micro: int | None = None):
     """The device-resident path's loaders (see `loaders`)."""
     recipe, b, dev, d = job.design.recipe, job.budget, job.device, job.dist
@@ -79,7 +86,8 @@ def _device_loaders(job: Job, epoch: int, micro: int | None = None):
     augment = _augment(recipe, b.img_size, job.num_classes, dev) if recipe.train_augment else GpuEval(
         recipe, b.img_size, dev)
     common = dict(seed=job.seed, epoch=epoch, rank=d.rank, world=d.world)
-    train = DeviceLoader(train_data, per_rank, augment, shuffle=True, drop_last=True, compiled=job.compile, **common)
+    train = DeviceLoader(train_data, per_rank, augment, shuffle=True, drop_last=True, compiled=compiles_augment(job),
+                         **common)
     val = DeviceLoader(val_data, max(1, eval_batch_size(b.batch_size) // d.world), GpuEval(recipe, b.img_size, dev),
                        shuffle=False, drop_last=False, **common)
     return train, val

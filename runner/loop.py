@@ -30,7 +30,7 @@ def train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, st
     With `time_first_step` (the first epoch of a compiled model) the first step, which compiles, is timed apart:
     its seconds are `compile_seconds`, and images/s counts the steps after it."""
     recipe, dev, d = job.design.recipe, job.device, job.dist
-    check_every = 25 if dev.type == "cuda" else 1
+    check_every = CUDA_CHECK_EVERY if dev.type == "cuda" else 1
     accum = 1 if micro is None else _accumulation(job, loader, micro)
     steps = min(steps, len(loader) // accum)  # never more steps than the loader has whole batches for
     model.train()
@@ -56,17 +56,25 @@ def train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, st
             synchronize(dev)
             first_step, first_images = time.perf_counter() - t0, sums.seen
         if (i + 1) % check_every == 0 or i + 1 == steps:
-            if sums.diverged(d):  # every rank stops together when any diverges
+            if sums.diverged(d, done, final=i + 1 == steps):  # every rank stops together when any diverges
                 bad = True
                 break
-            bar.set_postfix(loss=f"{sums.loss.item() / (i + 1):.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}",
-                            refresh=False)
+            bar.set_postfix(loss=f"{sums.mean_loss:.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
         bar.update(1)
     synchronize(dev)
     seconds = time.perf_counter() - t0
     bar.close()
     stats = sums.stats(d, done, seconds, first_step, first_images)
     return stats, updates, bad or not math.isfinite(stats["train_loss"])
+
+
+CUDA_CHECK_EVERY = 25
+"""Steps between divergence checks on CUDA (every step on CPU, where reading a value back costs nothing)."""
+
+
+def _to_host(t: torch.Tensor) -> list[float]:
+    """The values of `t` on the host, as float64: the one way the loops read back (tests count the calls)."""
+    return t.detach().double().flatten().tolist()  # (tolist copies from the device itself)
 
 
 class _Sums:
@@ -77,29 +85,49 @@ class _Sums:
         self.loss = torch.zeros((), device=dev)
         self.correct = torch.zeros((), device=dev, dtype=torch.long)
         self.seen = 0
-        self.flag = torch.zeros((), device=dev)
+        self.pending: tuple[Any, torch.Tensor, int] | None = None  # CUDA: the last check's (event, host copy, steps)
+        self.mean_loss = float("nan")  # the mean loss at the last check read (for the progress bar)
 
-    def diverged(self, d: Dist) -> bool:
-        """Whether the loss is NaN/inf on any rank (one host sync, and one all-reduce under DDP)."""
-        self.flag.fill_(0.0 if math.isfinite(self.loss.item()) else 1.0)
-        all_reduce_sum(d, self.flag)
-        return self.flag.item() > 0
+    def diverged(self, d: Dist, done: int, final: bool = False) -> bool:
+        """Whether the loss is NaN/inf on any rank (one all-reduce under DDP; every rank decides at the same step).
+
+        On CUDA no host sync: this check's flag and loss are copied to pinned host memory without blocking, and the
+        previous check's copy, `CUDA_CHECK_EVERY` steps old and long done, is read instead (a divergence stops the
+        epoch one check later). The epoch's last check (`final`) reads its own values: the loop synchronizes there
+        anyway."""
+        packed = torch.stack([(~torch.isfinite(self.loss)).float(), self.loss.float()])
+        all_reduce_sum(d, packed)  # (the loss as summed over ranks: the bar shows the mean over them)
+        if self.dev.type != "cuda" or final:
+            return self._decide(_to_host(packed), done * d.world)
+        host = torch.empty(2, dtype=packed.dtype, pin_memory=True)
+        host.copy_(packed, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        previous, self.pending = self.pending, (event, host, done * d.world)
+        if previous is None:
+            return False
+        previous[0].synchronize()  # an event, not the stream: it completed steps ago
+        return self._decide(_to_host(previous[1]), previous[2])
+
+    def _decide(self, values: list[float], steps: int) -> bool:
+        self.mean_loss = values[1] / max(1, steps)
+        return values[0] > 0
 
     def stats(self, d: Dist, done: int, seconds: float, first_step: float | None, first_images: int
               ) -> dict[str, Any]:
         """Mean loss, top-1 and images/s over all ranks; a timed-apart first (compiling) step is left out of the
-        images/s and reported as `compile_seconds`."""
+        images/s and reported as `compile_seconds`. One read-back for all of it."""
         dev = self.dev
-        n = torch.tensor(float(max(1, done) * d.world), device=dev)
-        seen_t = torch.tensor(float(self.seen), device=dev)
         rated = self.seen - first_images if first_step is not None and self.seen > first_images else self.seen
-        rated_t = torch.tensor(float(rated), device=dev)
-        all_reduce_sum(d, self.loss, self.correct, seen_t, rated_t)
+        count = lambda n: torch.full((), float(n), device=dev, dtype=torch.float64)  # noqa: E731  (no host copy)
+        packed = torch.stack([self.loss.double(), self.correct.double(), count(self.seen), count(rated)])
+        all_reduce_sum(d, packed)
+        loss, correct, seen, rated_n = _to_host(packed)
         rated_seconds = seconds - first_step if rated != self.seen else seconds
         stats = {
-            "train_loss": self.loss.item() / n.item(),
-            "train_top1": 100.0 * self.correct.item() / max(1.0, seen_t.item()),
-            "images_per_s": rated_t.item() / max(rated_seconds, 1e-9),
+            "train_loss": loss / float(max(1, done) * d.world),
+            "train_top1": 100.0 * correct / max(1.0, seen),
+            "images_per_s": rated_n / max(rated_seconds, 1e-9),
         }
         if first_step is not None:
             stats["compile_seconds"] = round(first_step, 3)
@@ -138,6 +166,8 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
     """Loss, top-1, top-5 and the confusion matrix on (at most `max_batches` of) the validation set,
     summed over the ranks' shards.
 
+    A compiled model sees the last, smaller batch padded with zeros to the size of the others and its outputs cut
+    back (evaluation is per image), so it compiles one graph, not a second (dynamic) one.
     Everything is counted on the device (the confusion matrix with `index_add_`, whose output size does not depend
     on the data, unlike `bincount`), and read back once at the end: no host sync per batch.
     With `time_first_batch` the first batch is synchronized and timed (`first_batch_seconds`: a compiled model's
@@ -151,14 +181,18 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
     seen = 0
     first = None
     k = min(5, num_classes)
+    full = getattr(loader, "batch_size", None) if isinstance(model, torch._dynamo.eval_frame.OptimizedModule) else None
     t0 = time.perf_counter()
     for i, (x, y) in enumerate(loader):
         if i >= max_batches:
             break
         x, y = to_device(x, y, dev)
+        n = y.shape[0]
+        if full and n < full:  # a compiled model: the last, smaller batch padded to the others' shape (one graph)
+            x, _ = to_device(torch.nn.functional.pad(x, (0, 0, 0, 0, 0, 0, 0, full - n)), y, dev)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
             out = model(x)
-        out = out.float()
+        out = out[:n].float()
         loss_sum += torch.nn.functional.cross_entropy(out, y, reduction="sum")
         pred = out.topk(k, dim=1).indices
         top1 += (pred[:, 0] == y).sum()
@@ -169,11 +203,11 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
         if time_first_batch and i == 0:
             synchronize(dev)
             first = time.perf_counter() - t0
-    seen_t = torch.tensor(float(seen), device=dev)
+    seen_t = torch.full((), float(seen), device=dev)  # filled on the device: no copy from host memory
     all_reduce_sum(dist, loss_sum, top1, top5, confusion, seen_t)
     # one read-back for everything: the sums (as float64: exact for counts below 2**53) and the matrix
-    values = torch.cat([torch.stack([loss_sum.double(), top1.double(), top5.double(), seen_t.double()]),
-                        confusion.double()]).tolist()
+    values = _to_host(torch.cat([torch.stack([loss_sum.double(), top1.double(), top5.double(), seen_t.double()]),
+                                 confusion.double()]))
     loss_total, top1_n, top5_n, seen = values[0], values[1], values[2], max(values[3], 1.0)
     matrix = [[int(v) for v in values[4 + r * num_classes: 4 + (r + 1) * num_classes]] for r in range(num_classes)]
     result = {

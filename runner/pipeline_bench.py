@@ -55,6 +55,8 @@ class Measured:
     warmup_steps: int
     batch: int
     augment_ms: float | None = None  # the device path's augmentation alone, per training batch (None: DataLoader)
+    eval_pass: Callable[[], int] | None = None  # one full evaluation pass, run once untimed (`time_evaluation`)
+    augment_eager_ms: float | None = None  # the same, eager, where the run compiles it (CUDA, --compile)
 
 
 def augment_ms_per_batch(loader, dev: torch.device, batches: int = 5) -> float:
@@ -94,10 +96,10 @@ def _timed_eval(evaluate: Callable[[], int], dev: torch.device) -> float:
 def measure_ours(job, warmup: int, iters: int) -> Measured:
     """`roadmap run`'s own training step loop and evaluation on `job` (see runner.train)."""
     dev = job.device
-    t = prepare(job)
+    t0 = time.perf_counter()
+    t = prepare(job)  # (a run's one-time work: the model, and on CUDA or with --compile the augmentation's compile)
     train_loader, val_loader = loaders(job, 0)
     synchronize(dev)
-    t0 = time.perf_counter()
     _, updates, _ = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
                                  min(warmup, len(train_loader)), 0)
     synchronize(dev)
@@ -109,26 +111,41 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     memory = _peak_memory(dev)
     eval_model = t.ema.module if t.ema is not None else t.forward_model
     n_val = len(val_loader.data) if hasattr(val_loader, "data") else len(val_loader.dataset)
-    evaluate(eval_model, val_loader, job.num_classes, dev, 1, job.dist)  # warm: eval-mode graphs, autotuning
 
     def full_pass() -> int:
         evaluate(eval_model, val_loader, job.num_classes, dev, len(val_loader), job.dist)
         return n_val
 
-    eval_ips = _timed_eval(full_pass, dev)
+    full_pass()  # warm: every batch shape (the last batch is smaller), eval-mode graphs, cuDNN autotuning
     batch = train_loader.batch_size
-    augment = None
+    augment = eager = None
     if job.device_data is not None and len(train_loader) > 1:
-        augment = augment_ms_per_batch(loaders(job, 2)[0], dev)
-    return Measured(stats["images_per_s"], eval_ips, memory, warm, min(warmup, len(train_loader)), batch, augment)
+        augment_loader = loaders(job, 2)[0]
+        augment = augment_ms_per_batch(augment_loader, dev)
+        if augment_loader.compiled and getattr(augment_loader.transform, "compile_failed", "") is None:
+            augment_loader.compiled = False  # the eager augmentation, for comparison: what compiling it buys
+            eager = augment_ms_per_batch(augment_loader, dev)
+    return Measured(stats["images_per_s"], float("nan"), memory, warm, min(warmup, len(train_loader)), batch,
+                    augment, full_pass, eager)
+
+
+def time_evaluation(measured: list[Measured | None], dev: torch.device) -> None:
+    """Each side's evaluation images/s, timed only after every side has run a full pass untimed: the first pass to
+    meet a batch shape (the last, smaller batch) pays cuDNN's autotuning, and its algorithm cache is shared, so
+    timing one side before the other had warmed up would bias the ratio."""
+    for m in measured:
+        if m is not None and m.eval_pass is not None:
+            m.eval_ips = _timed_eval(m.eval_pass, dev)
+            m.eval_pass = None  # and the model it holds goes: the next step's memory is its own
 
 
 def measure_reference(design, budget, splits, num_classes: int, dev: torch.device, workers: int, warmup: int,
-                      iters: int, resident: int = 0) -> Measured:
+                      iters: int) -> Measured:
     """A plain timm-style loop: DataLoader workers run timm's transforms on PIL images, the batch is copied to the
-    device, mixed by timm's Mixup there, and trained under bf16 autocast with timm's AdamW (not fused). `resident`:
-    bytes on the device that are not the reference's (our images), left out of its memory."""
+    device, mixed by timm's Mixup there, and trained under bf16 autocast with timm's AdamW (not fused). What was on
+    the device before (our images, our model) is left out of its memory."""
     recipe, cuda = design.recipe, dev.type == "cuda"
+    before = torch.cuda.memory_allocated(dev) if cuda else 0
     seed_everything(0)
     model = build_model(design.net, num_classes=num_classes).to(dev)
     if cuda:
@@ -155,32 +172,36 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
     steps(iters)
     synchronize(dev)
     train_ips = iters * batch / (time.perf_counter() - t0)
-    memory = _peak_memory(dev) - resident / 2**30
+    memory = _peak_memory(dev) - before / 2**30
     full_pass = _reference_eval(model, val, dev)
-    full_pass(1)
-    eval_ips = _timed_eval(full_pass, dev)
-    return Measured(train_ips, eval_ips, memory, warm, warmup, batch)
+    full_pass()  # warm: every batch shape, the workers of the evaluation loader
+    return Measured(train_ips, float("nan"), memory, warm, warmup, batch, eval_pass=full_pass)
 
 
 def _reference_steps(model, opt, mix, train: DataLoader, dev: torch.device) -> Callable[[int], None]:
-    """The reference loop's training: `n` steps over the DataLoader (restarting it as needed), each batch copied to
-    the device, mixed there, trained under bf16 autocast."""
+    """The reference loop's training: `n` steps over the DataLoader, each batch copied to the device, mixed there,
+    trained under bf16 autocast. Successive calls go on with the same pass (a new one only when it ends), so the
+    timed steps find the workers' prefetch queue full, as a training loop does, not restarting."""
     cuda = dev.type == "cuda"
+    batches: Any = iter(())
+
+    def next_batch():
+        nonlocal batches
+        try:
+            return next(batches)
+        except StopIteration:
+            batches = iter(train)
+            return next(batches)
 
     def steps(n: int) -> None:
-        done = 0
-        while done < n:
-            for x, y in train:
-                if done == n:
-                    return
-                x, y = to_device(x, y, dev)
-                x, y = mix(x, y)
-                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
-                    loss = mix.loss(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                done += 1
+        for _ in range(n):
+            x, y = to_device(*next_batch(), dev)
+            x, y = mix(x, y)
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = mix.loss(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
 
     return steps
 
@@ -209,12 +230,14 @@ def _reference_eval(model, val: DataLoader, dev: torch.device) -> Callable[..., 
 def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGENETTE_SHAPED, preset: str = "quick",
                    epochs: int = 100, batch_size: int | None = None, img_size: int | None = None, warmup: int = 5,
                    iters: int = 25, compile: bool = False, workers: int | None = None, reference: bool = True,
-                   data_path: str = "auto", log: Callable[[str], None] = print) -> tuple[pd.DataFrame, dict[str, Any]]:
+                   data_path: str = "auto", log: Callable[[str], None] = print,
+                   on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per step: ours and the reference loop's training and evaluation images/s, peak GPU memory, MFU, warm-up
     (compile) time and the projected wall time of `epochs` epochs on `dataset`. Returns (table, totals).
 
     Ours takes the data path and worker count `roadmap run` would (`data_path`, `workers`); the reference loop
-    always uses a DataLoader with `workers` processes (default: min(8, CPUs))."""
+    always uses a DataLoader with `workers` processes (default: min(8, CPUs)). `on_row` gets each step's row as
+    soon as it is measured."""
     splits = load_dataset(dataset)
     info = splits.info
     opts = RunOptions(Selection(dataset=dataset, steps=tuple(specs)),
@@ -225,7 +248,6 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
     paths: list[str] = []
     device_data = choose_data_path(data_path, splits, device, ours_workers, paths.append)
     log(paths[0])
-    resident = sum(d.nbytes() for d in device_data) if device_data is not None else 0
     peak = peak_tflops(device)
     rows = []
     totals = {"ours_min": 0.0, "reference_min": 0.0}
@@ -238,7 +260,8 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
                       log=lambda _: None, label=r.spec, device_data=device_data)
             ours = measure_ours(job, warmup, iters)
             ref = measure_reference(r.design, r.budget, splits, info.num_classes, device, ref_workers, warmup,
-                                    iters, resident) if reference else None
+                                    iters) if reference else None
+            time_evaluation([ours, ref], device)
             row = _row(r, gflops, ours, ref, device, peak, compile)
             minutes = _minutes(ours, r.budget, info)
             totals["ours_min"] += minutes
@@ -248,6 +271,8 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
                 totals["reference_min"] += ref_minutes
                 row["ref projected min"] = round(ref_minutes, 2)
             rows.append(row)
+            if on_row is not None:
+                on_row(row)
             log(f"{r.spec}: ours {ours.train_ips:.0f} img/s"
                 + (f", reference {ref.train_ips:.0f} img/s" if ref is not None else ""))
     totals.update(steps=len(runs), dataset=dataset, train_size=info.train_size, val_size=info.val_size,
@@ -264,6 +289,8 @@ def _row(r, gflops: float, ours: Measured, ref: Measured | None, device: torch.d
         step_ms = 1000 * ours.batch / ours.train_ips
         row.update({"augment ms/batch": round(ours.augment_ms, 2), "step ms": round(step_ms, 2),
                     "augment % of step": round(100 * ours.augment_ms / step_ms, 1)})
+        if ours.augment_eager_ms is not None:  # the run compiles it (CUDA, --compile): eager beside it
+            row["eager augment ms/batch"] = round(ours.augment_eager_ms, 2)
     if ref is not None:
         row.update({"ref train img/s": round(ref.train_ips, 1), "ref eval img/s": round(ref.eval_ips, 1),
                     "train vs ref": round(ours.train_ips / ref.train_ips, 2),

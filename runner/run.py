@@ -26,7 +26,7 @@ from runner.batching import check_micro_batch, micro_batch_record
 from runner.budget import get_preset
 from runner.data import load_dataset, plan_info
 from runner.devices import choose_data_path, default_workers, resolve_device
-from runner.dist import Dist, barrier, broadcast, from_env
+from runner.dist import Dist, barrier, broadcast, finish, from_env
 from runner.dry_run import print_plan
 from runner.options import RunOptions
 from runner.planning import PlannedRun, init_note, plan, seeds_of
@@ -84,6 +84,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     if opts.output.dry_run:
         print_plan(runs, out, info, header, get_regime(what.regime), log, opts.training.micro_batch, dist.world,
                    device, notes=[n for n in (init_note(opts, runs), missing) if n])
+        finish(dist)
         return out
     if dist.is_main:
         ensure_writable(out)
@@ -96,6 +97,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
         log("note: this is a pipeline check (smoke preset or synthetic data); its accuracies mean nothing")
     progress = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
     held = _train_all(Session(opts, splits, device, dist, out, progress, log), runs)
+    finish(dist)  # DDP: every process leaves the group (after an error, the process exits and torchrun ends the rest)
     if held:
         log(f"{len(held)} run(s) are being trained by another process: {', '.join(held)}; "
             "run the same command again later to collect them")

@@ -48,6 +48,7 @@ def train(job: Job) -> dict[str, Any]:
     t = prepare(job)
     if main:
         _record_micro_batch(job, t)
+        _record_augment(job, t)
     p = _resume(job, t, state)
     tracker = make_tracker(job.tracker, job.run_dir.root, job.run_dir.root.name, job.design.to_dict()) \
         if main and job.tracker else None
@@ -77,6 +78,16 @@ def _record_micro_batch(job: Job, t: Trainer) -> None:
         chosen = t.micro_batch or per_process
         micro = dict(config.micro_batch, micro_batch=chosen, accumulation_steps=per_process // chosen)
         job.run_dir.write_config(replace(config, micro_batch=micro))
+
+
+def _record_augment(job: Job, t: Trainer) -> None:
+    """config.json gets the augmentation the run uses (compiled or eager) where that is a choice: on CUDA, or with
+    --compile; CPU runs without --compile keep their records as they were."""
+    if t.augment is None or not job.run_dir.config.exists():
+        return
+    config = job.run_dir.read_config()
+    if config.augment != t.augment:
+        job.run_dir.write_config(replace(config, augment=t.augment))
 
 
 def _resume(job: Job, t: Trainer, state: dict[str, Any] | None) -> Progress:

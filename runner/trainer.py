@@ -3,6 +3,7 @@ optimizer, schedule, mixing and loss, EMA, and the micro-batch that fits (measur
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from runner.batching import check_micro_batch
 from runner.checkpoint import load_pretrained
 from runner.devices import channels_last
 from runner.job import Job
-from runner.loaders import limit_batches, loaders
+from runner.loaders import compiles_augment, limit_batches, loaders
 from runner.seeding import seed_everything
 
 
@@ -43,6 +44,7 @@ class Trainer:
     steps_per_epoch: int
     eval_model: torch.nn.Module | None = None  # what evaluates (no DDP wrapper: no collective per batch)
     micro_batch: int | None = None  # images per forward/backward on this process; None: the whole batch
+    augment: str | None = None  # the device path's augmentation, "compiled" or "eager" (None: not recorded)
 
 
 def prepare(job: Job) -> Trainer:
@@ -86,7 +88,24 @@ def prepare(job: Job) -> Trainer:
         forward_model = torch.compile(forward_model)
         eval_model = torch.compile(model) if job.dist.active else forward_model
     micro = micro_batch_for(job, model, train_loader.batch_size)
-    return Trainer(model, forward_model, opt, sched, mix, ema, steps_per_epoch, eval_model, micro)
+    augment = warm_augment(job, micro)
+    return Trainer(model, forward_model, opt, sched, mix, ema, steps_per_epoch, eval_model, micro, augment)
+
+
+def warm_augment(job: Job, micro: int | None) -> str | None:
+    """Compile the device path's augmentation now, on one batch of the run's shape (falling back to eager, with a
+    warning line, where it cannot compile), and say which one the run uses: "compiled", "eager", or None where
+    there is nothing to record (no device path, no augmentation, or eager on CPU as before)."""
+    if job.device_data is None or not job.design.recipe.train_augment or not compiles_augment(job):
+        return None
+    train_loader, _ = loaders(job, 0, micro)
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[job.device] if job.device.type == "cuda" else []):
+        next(iter(train_loader))  # (the draws of the epochs are seeded apart: this batch changes none of them)
+    failed = train_loader.transform.compile_failed
+    if job.dist.is_main and not failed:
+        job.log(f"{job.label}: augmentation compiled ({time.perf_counter() - t0:.1f} s, one graph per batch shape)")
+    return "eager" if failed else "compiled"
 
 
 def micro_batch_for(job: Job, model: torch.nn.Module, per_rank: int) -> int | None:
@@ -117,8 +136,10 @@ def micro_batch_for(job: Job, model: torch.nn.Module, per_rank: int) -> int | No
 def _fitting_micro_batch(job: Job, model: torch.nn.Module, per_rank: int, headroom: float = 0.85) -> int:
     """The largest divisor of `per_rank` (even when mixing) whose bf16 channels-last forward + backward, plus the
     optimizer's and EMA's state still to come, fits in `headroom` of the GPU's free memory. Tried on random images,
-    largest first; the model's weights, buffers and the RNG are restored afterwards."""
-    dev, size = job.device, job.budget.img_size
+    largest first, each twice: the first pass lets cuDNN's autotuner try its algorithms (and their workspaces), the
+    second is measured. A candidate that runs out of memory (CUDA's error, or cuDNN's or cuBLAS's failure to allocate,
+    which raise a plain RuntimeError) does not fit. The model's weights, buffers and the RNG are restored afterwards."""
+    dev = job.device
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     extra = params * (3 if job.design.recipe.ema else 2)  # AdamW's two moments (+ EMA weights)
@@ -130,21 +151,14 @@ def _fitting_micro_batch(job: Job, model: torch.nn.Module, per_rank: int, headro
     model.train()
     with torch.random.fork_rng(devices=[dev]):
         for m in candidates:
-            x = out = None
             try:
-                torch.cuda.synchronize(dev)
-                base = torch.cuda.memory_allocated(dev)
-                torch.cuda.reset_peak_memory_stats(dev)
-                x = torch.randn(m, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                    out = model(x)
-                out.float().sum().backward()
-                torch.cuda.synchronize(dev)
-                fits = torch.cuda.max_memory_allocated(dev) - base <= budget
-            except torch.cuda.OutOfMemoryError:
+                _probe(model, m, job.budget.img_size, dev)  # warm: the autotuner's trials are not the step's memory
+                fits = _probe(model, m, job.budget.img_size, dev) <= budget
+            except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+                if not _out_of_memory(e):
+                    raise
                 fits = False
             finally:
-                del x, out
                 model.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
             if fits:
@@ -153,3 +167,27 @@ def _fitting_micro_batch(job: Job, model: torch.nn.Module, per_rank: int, headro
     model.load_state_dict(state)
     return chosen
 
+
+OUT_OF_MEMORY = ("out of memory", "ALLOC_FAILED", "CUDNN_STATUS_INTERNAL_ERROR", "CUDNN_STATUS_NOT_SUPPORTED")
+"""How CUDA, cuBLAS and cuDNN say a batch did not fit (cuDNN reports a failed workspace allocation as an internal
+error, and a tensor too large for its kernels as not supported)."""
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, torch.cuda.OutOfMemoryError) or any(s in str(e) for s in OUT_OF_MEMORY)
+
+
+def _probe(model: torch.nn.Module, m: int, size: int, dev: torch.device) -> int:
+    """Bytes a bf16 channels-last forward + backward of `m` random images adds to what is allocated."""
+    torch.cuda.synchronize(dev)
+    base = torch.cuda.memory_allocated(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    x = torch.randn(m, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        out = model(x)
+    out.float().sum().backward()
+    del x, out
+    torch.cuda.synchronize(dev)
+    peak = torch.cuda.max_memory_allocated(dev) - base
+    model.zero_grad(set_to_none=True)
+    return peak

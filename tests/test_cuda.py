@@ -3,8 +3,13 @@ conftest.py); `pytest -m cuda` runs them, and so does scripts/gpu-check.sh.
 
 What they check: the device data path on CUDA against the CPU pipeline (distributions and shapes, not bit-exactness),
 bf16 + channels-last training steps of the first, one middle (channels-last BatchNorm) and the last model,
-torch.compile without recompiles after warm-up, resume on CUDA, gradient accumulation with `--micro-batch auto`, and
-DDP on two GPUs when there are two (with SyncBatchNorm on a channels-last BatchNorm step)."""
+torch.compile without recompiles after warm-up, no host sync in the training and evaluation loops, resume on CUDA,
+gradient accumulation with `--micro-batch auto`, and DDP on two GPUs when there are two (with SyncBatchNorm on a
+channels-last BatchNorm step).
+
+Each test's body takes the device, or its arguments are built for one, so tests/test_cuda_on_cpu.py runs the same
+arguments on CPU and asserts what the CUDA test asserts (issue 20: a test that can never pass is found before the one
+GPU run). scripts/gpu-check.sh runs the compile test in its compile part, after the others."""
 
 from __future__ import annotations
 
@@ -33,13 +38,29 @@ def ks(a, b) -> float:
     return float(np.max(np.abs(cdf_a - cdf_b)))
 
 
+def on(device: str, args: list[str]) -> list[str]:
+    """`args` with `--device cuda` replaced by `device` (tests/test_cuda_on_cpu.py runs every test's arguments on
+    CPU and asserts what the CUDA test asserts)."""
+    return [device if i and args[i - 1] == "--device" else a for i, a in enumerate(args)]
+
+
+def epochs(out: Path, step: str) -> int:
+    """The epochs `step`'s run in `out` trains, from its own config.json (the original recipe trains 90:300 of
+    `--epochs`)."""
+    (config,) = [json.loads((d / "config.json").read_text()) for d in out.iterdir()
+                 if (d / "config.json").exists() and json.loads((d / "config.json").read_text())["step"] == step]
+    return config["budget"]["epochs"]
+
+
 def metrics(out: Path) -> dict[str, list[dict]]:
     return {json.loads((d / "config.json").read_text())["step"]:
             [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
             for d in sorted(out.iterdir()) if (d / "metrics.jsonl").exists()}
 
 
-def test_device_path_on_cuda_matches_the_cpu_pipeline_in_distribution():
+def device_path_matches_the_cpu_pipeline(dev: torch.device) -> None:
+    """The device path on `dev` against the CPU pipeline: distributions and shapes (also run on CPU:
+    tests/test_cuda_on_cpu.py)."""
     from PIL import Image
 
     from roadmap.design import MODERN_RECIPE
@@ -49,10 +70,10 @@ def test_device_path_on_cuda_matches_the_cpu_pipeline_in_distribution():
 
     recipe = replace(MODERN_RECIPE, mixup=0.0, cutmix=0.0)
     imgs = np.tile(load_dataset("synthetic:train=64,val=4,size=32").train.images, (16, 1, 1, 1))  # 1024 images
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous().to(DEV)
-    out, labels = GpuAugment(recipe, 32, 10, DEV)(x, torch.zeros(len(x), dtype=torch.long, device=DEV),
-                                                  torch.Generator(device=DEV).manual_seed(0))
-    assert out.device.type == "cuda" and out.shape == (1024, 3, 32, 32) and out.dtype == torch.float32
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous().to(dev)
+    out, labels = GpuAugment(recipe, 32, 10, dev)(x, torch.zeros(len(x), dtype=torch.long, device=dev),
+                                                  torch.Generator(device=dev).manual_seed(0))
+    assert out.device.type == dev.type and out.shape == (1024, 3, 32, 32) and out.dtype == torch.float32
     assert torch.isfinite(out).all() and labels.shape == (1024,)
     random.seed(0)
     np.random.seed(0)
@@ -65,28 +86,33 @@ def test_device_path_on_cuda_matches_the_cpu_pipeline_in_distribution():
     crit = 1.95 * np.sqrt(2 / 1024)  # KS critical value at alpha = 0.001
     assert ks(out.mean((1, 2, 3)), ref.mean((1, 2, 3))) < crit
     assert ks(out.std((1, 2, 3)), ref.std((1, 2, 3))) < crit
-    mixed = GpuAugment(MODERN_RECIPE, 32, 10, DEV)(x[:64], torch.arange(64, device=DEV) % 10,
-                                                   torch.Generator(device=DEV).manual_seed(1))
-    assert mixed[1].shape == (64, 10) and torch.allclose(mixed[1].sum(1), torch.ones(64, device=DEV))
-    evaluated = GpuEval(recipe, 32, DEV)(x[:64]).cpu()
+    mixed = GpuAugment(MODERN_RECIPE, 32, 10, dev)(x[:64], torch.arange(64, device=dev) % 10,
+                                                   torch.Generator(device=dev).manual_seed(1))
+    assert mixed[1].shape == (64, 10) and torch.allclose(mixed[1].sum(1), torch.ones(64, device=dev))
+    evaluated = GpuEval(recipe, 32, dev)(x[:64]).cpu()
     expected = torch.stack([eval_transform(recipe, 32)(Image.fromarray(a)) for a in imgs[:64]])
     assert evaluated.shape == expected.shape and (evaluated - expected).abs().mean() < 1e-3
 
 
-@pytest.mark.parametrize("spec", STEPS)
-def test_bf16_channels_last_training_steps(spec):
+def test_device_path_on_cuda_matches_the_cpu_pipeline_in_distribution():
+    device_path_matches_the_cpu_pipeline(DEV)
+
+
+def bf16_channels_last_steps(spec: str, dev: torch.device) -> None:
+    """Three bf16 + channels-last training steps of `spec` on one batch: finite gradients, the loss goes down."""
     from roadmap.model import build_model
     from runner.recipes import optimizer
     from steps import design_for
 
     design = design_for(spec)
-    model = build_model(design.net, num_classes=10, width_mult=0.25).to(DEV).to(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    model = build_model(design.net, num_classes=10, width_mult=0.25).to(dev).to(memory_format=torch.channels_last)
     opt = optimizer(design.recipe, model, 1e-3)
-    x = torch.randn(16, 3, 64, 64, device=DEV).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (16,), device=DEV)
+    x = torch.randn(16, 3, 64, 64, device=dev).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (16,), device=dev)
     losses = []
     for _ in range(3):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
             out = model(x)
             loss = torch.nn.functional.cross_entropy(out, y)
         assert out.dtype == torch.bfloat16
@@ -98,18 +124,34 @@ def test_bf16_channels_last_training_steps(spec):
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]  # the same batch three times: it learns it
 
 
-def test_a_run_of_three_steps_on_cuda(tmp_path, cli):
-    out = tmp_path / "o"
-    code, text, err = cli("run", *SMALL, "--steps", ",".join(STEPS), "--epochs", "2", "--train-batches", "3",
-                          "--val-batches", "2", "--out", str(out))
-    assert code == 0, err
-    assert "images held on cuda" in text
+@pytest.mark.parametrize("spec", STEPS)
+def test_bf16_channels_last_training_steps(spec):
+    bf16_channels_last_steps(spec, DEV)
+
+
+def three_steps_args(device: str, out: Path) -> list[str]:
+    return ["run", *on(device, SMALL), "--steps", ",".join(STEPS), "--epochs", "2", "--train-batches", "3",
+            "--val-batches", "2", "--out", str(out)]
+
+
+def check_three_steps(out: Path, text: str, device: str) -> None:
+    """Every step's rows, as many as its own config.json's epochs (the original recipe, resnet50's, trains 90:300
+    of them: 1 of `--epochs 2`)."""
+    assert f"images held on {device}" in text
     runs = metrics(out)
-    assert set(runs) == set(STEPS) and all(len(rows) == 2 for rows in runs.values())
+    assert set(runs) == set(STEPS)
+    assert all(len(rows) == epochs(out, step) for step, rows in runs.items())
     assert all(np.isfinite(r["train_loss"]) and r["images_per_s"] > 0 for rows in runs.values() for r in rows)
 
 
-def test_compile_has_no_recompiles_after_warm_up(tmp_path):
+def test_a_run_of_three_steps_on_cuda(tmp_path, cli):
+    out = tmp_path / "o"
+    code, text, err = cli(*three_steps_args("cuda", out))
+    assert code == 0, err
+    check_three_steps(out, text, "cuda")
+
+
+def compile_without_recompiles(dev: torch.device, tmp_path: Path) -> None:
     """The first epoch (training and a full evaluation, its last batch smaller) compiles; the second must not."""
     import torch._dynamo
 
@@ -128,9 +170,9 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
     (r,) = plan(RunOptions(Selection(dataset="synthetic:train=256,val=72", steps=("convnext_tiny",)),
                            Training(preset="smoke", epochs=2, train_batches=4, batch_size=32)),
                 "synthetic", info.native_size, info.num_classes)
-    device_data = choose_data_path("device", splits, DEV, 0, lambda _: None)
+    device_data = choose_data_path("device", splits, dev, 0, lambda _: None)
     job = Job(run_dir=RunDir(tmp_path / "r"), design=r.design, budget=r.budget, seed=0, num_classes=info.num_classes,
-              class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=DEV, compile=True,
+              class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=dev, compile=True,
               progress=False, log=lambda _: None, device_data=device_data)
     t = prepare(job)
     updates = 0
@@ -142,18 +184,69 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
             stats, updates, bad = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix,
                                                t.ema, updates, 4, epoch)
             assert not bad
-            evaluate(t.eval_model, val_loader, info.num_classes, DEV, len(val_loader))
+            evaluate(t.eval_model, val_loader, info.num_classes, dev, len(val_loader))
     finally:
         torch._dynamo.config.error_on_recompile = False
 
 
-def test_resume_on_cuda(tmp_path, cli, monkeypatch):
+def test_compile_has_no_recompiles_after_warm_up(tmp_path):
+    compile_without_recompiles(DEV, tmp_path)
+
+
+def no_host_sync_in_the_loops(dev: torch.device, tmp_path: Path, monkeypatch) -> None:
+    """A few loader + training steps (past two lagged divergence checks) and an evaluation under
+    `torch.cuda.set_sync_debug_mode("error")`: any host sync raises. The epoch's end reads back once
+    (`loop._to_host`) and synchronizes to time it: the test lets those two through."""
+    from test_gpu_first_run import tiny_job
+
+    import runner.loop as loop
+    from runner.loaders import loaders
+    from runner.trainer import prepare
+
+    # SMALL's images and batch (64 px, 32): the augmentation's graph of the other tests, not one more to compile
+    job = tiny_job(tmp_path, "convnext_tiny", "synthetic:train=1792,val=40", device=dev, batch_size=32)
+    t = prepare(job)
+    steps = 2 * loop.CUDA_CHECK_EVERY + 5  # the second check reads the first one's pinned copy
+    train_loader, val_loader = loaders(job, 0)
+    real_read, real_sync = loop._to_host, loop.synchronize
+
+    def allowed(fn):
+        def call(*a):
+            torch.cuda.set_sync_debug_mode(0)
+            try:
+                return fn(*a)
+            finally:
+                torch.cuda.set_sync_debug_mode("error")
+        return call
+
+    monkeypatch.setattr(loop, "_to_host", allowed(real_read))
+    monkeypatch.setattr(loop, "synchronize", allowed(real_sync))
+    torch.cuda.synchronize(dev)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        stats, updates, bad = loop.train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix,
+                                               t.ema, 0, steps, 0)
+        loop.evaluate(t.eval_model, val_loader, job.num_classes, dev, len(val_loader))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert updates == steps and not bad
+
+
+def test_no_host_sync_in_the_training_and_evaluation_loops(tmp_path, monkeypatch):
+    no_host_sync_in_the_loops(DEV, tmp_path, monkeypatch)
+
+
+def resume_args(device: str, out: Path) -> list[str]:
+    return ["run", *on(device, SMALL), "--steps", "convnext_tiny", "--epochs", "2", "--train-batches", "4",
+            "--val-batches", "2", "--out", str(out)]
+
+
+def resume_after_an_interrupt(device: str, tmp_path: Path, cli, monkeypatch) -> None:
     """Interrupted after its first epoch, a run resumes from the checkpoint and ends like an uninterrupted one
-    (within bf16 / cuDNN nondeterminism; on CPU the tests ask for bit-equality)."""
+    (within bf16 / cuDNN nondeterminism; on CPU the tests ask for bit-equality elsewhere)."""
     import runner.train as train
 
-    args = ["run", *SMALL, "--steps", "convnext_tiny", "--epochs", "2", "--train-batches", "4", "--val-batches", "2"]
-    code, _, err = cli(*args, "--out", str(tmp_path / "ref"))
+    code, _, err = cli(*resume_args(device, tmp_path / "ref"))
     assert code == 0, err
     real, calls = train.evaluate, []
 
@@ -164,30 +257,45 @@ def test_resume_on_cuda(tmp_path, cli, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(train, "evaluate", interrupt_second_epoch)
-    code, _, _ = cli(*args, "--out", str(tmp_path / "cut"))
+    code, _, _ = cli(*resume_args(device, tmp_path / "cut"))
     assert code == 130
     monkeypatch.setattr(train, "evaluate", real)
-    code, text, err = cli(*args, "--out", str(tmp_path / "cut"))
+    code, text, err = cli(*resume_args(device, tmp_path / "cut"))
     assert code == 0, err
     assert "resuming after epoch 1/2" in text
-    (a,), (b,) = metrics(tmp_path / "ref").values(), metrics(tmp_path / "cut").values()
-    assert len(a) == len(b) == 2
+    ((step, a),), (b,) = metrics(tmp_path / "ref").items(), metrics(tmp_path / "cut").values()
+    assert len(a) == len(b) == epochs(tmp_path / "ref", step) == 2
     assert b[1]["train_loss"] == pytest.approx(a[1]["train_loss"], rel=0.05)
+
+
+def test_resume_on_cuda(tmp_path, cli, monkeypatch):
+    resume_after_an_interrupt("cuda", tmp_path, cli, monkeypatch)
+
+
+def micro_batch_auto_args(device: str, out: Path) -> list[str]:
+    return ["run", *on(device, SMALL), "--steps", "convnext_tiny", "--epochs", "1", "--train-batches", "2",
+            "--val-batches", "1", "--micro-batch", "auto", "--out", str(out)]
 
 
 def test_micro_batch_auto_on_cuda(tmp_path, cli):
     out = tmp_path / "o"
-    code, text, err = cli("run", *SMALL, "--steps", "convnext_tiny", "--epochs", "1", "--train-batches", "2",
-                          "--val-batches", "1", "--micro-batch", "auto", "--out", str(out))
+    code, text, err = cli(*micro_batch_auto_args("cuda", out))
     assert code == 0, err
     assert "--micro-batch auto:" in text
 
 
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
-@pytest.mark.parametrize("extra", [[], ["--steps", "move_up_dwconv", "--set", "recipe.sync_bn=true"]])
-def test_ddp_on_two_gpus(tmp_path, extra):
-    args = [sys.executable, "-m", "roadmap", "run", *SMALL, "--steps", "convnext_tiny", "--epochs", "1",
+def ddp_args(device: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "roadmap", "run", *on(device, SMALL), "--steps", "convnext_tiny", "--epochs", "1",
             "--train-batches", "3", "--val-batches", "2", "--batch-size", "32", *extra]
+
+
+DDP_EXTRAS = [[], ["--steps", "move_up_dwconv", "--set", "recipe.sync_bn=true"]]  # (the last --steps counts)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+@pytest.mark.parametrize("extra", DDP_EXTRAS)
+def test_ddp_on_two_gpus(tmp_path, extra):
+    args = ddp_args("cuda", extra)
     two = subprocess.run([*args, "--nproc", "2", "--out", str(tmp_path / "two")], capture_output=True, text=True,
                          timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]

@@ -19,6 +19,7 @@ What matches timm/PIL, stage by stage (tests/test_gpu_data.py measures each clai
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,6 +43,21 @@ from runner.device_data.storage import Device
 def _fill_color(mean: Sequence[float]) -> tuple[int, ...]:
     """timm's RandAugment fill colour: img_mean = round(255 * mean), at most 255."""
     return tuple(min(255, round(255 * v)) for v in mean)
+
+
+def _compile_error(e: BaseException) -> bool:
+    """Whether `e` comes from compiling (dynamo, inductor, the recompile limit a new batch shape can meet), not
+    from running."""
+    import torch._dynamo.exc as dynamo_exc
+    from torch._inductor.exc import InductorError
+
+    return isinstance(e, (dynamo_exc.TorchDynamoException, dynamo_exc.FailOnRecompileLimitHit, InductorError))
+
+
+def canvas_sizes(b: int, h: int, w: int, dev: torch.device) -> Tensor:
+    """(b, 2) long tensor of one (h, w) per sample, filled on the device: `torch.tensor([[h, w]], device=cuda)`
+    would copy from pageable host memory, a host sync every batch."""
+    return torch.stack([torch.full((b,), h, device=dev), torch.full((b,), w, device=dev)], 1)
 
 
 class _Normalizing:
@@ -93,6 +109,8 @@ class GpuAugment(_Normalizing):
         self.switch_prob = 0.5
         self.label_smoothing = float(recipe.label_smoothing)
         self._compiled: Callable[..., tuple[Tensor, Tensor]] | None = None
+        self.compile_failed: str | None = None  # why compiling failed (then `run` augments eagerly), else None
+        self._compiled_ran = False
 
     @property
     def mixes(self) -> bool:
@@ -106,6 +124,26 @@ class GpuAugment(_Normalizing):
         if self._compiled is None:
             self._compiled = torch.compile(self.__call__, fullgraph=True, dynamic=False)
         return self._compiled
+
+    def run(self, images: Tensor, labels: Tensor, generator: torch.Generator | None = None, compiled: bool = False,
+            sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The augmentation of one batch: the compiled graph when `compiled` (its draws from the global RNG), else
+        eager (drawing from `generator`). When compiling fails (no C compiler, no Triton, a graph dynamo cannot
+        trace), this instance augments eagerly from then on, and says so in one line on stderr."""
+        if compiled and self.compile_failed is None:
+            try:
+                out = self.compiled()(images, labels, sizes=sizes)
+                self._compiled_ran = True
+                return out
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001  (inductor's and dynamo's errors have no common base)
+                if self._compiled_ran and not _compile_error(e):  # it ran before: a real error, not compiling's
+                    raise
+                self.compile_failed = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                print(f"warning: the compiled augmentation failed ({self.compile_failed[:200]}); augmenting eagerly",
+                      file=sys.stderr, flush=True)
+        return self(images, labels, generator, sizes)
 
     def __call__(
         self, images_uint8: Tensor, labels: Tensor, generator: torch.Generator | None = None,
@@ -149,7 +187,7 @@ class GpuAugment(_Normalizing):
         b, _, h, w = images.shape
         dev, s, p = images.device, self.img_size, self.pad
         if sizes is None:
-            sizes = torch.tensor([[h, w]], device=dev).expand(b, 2)
+            sizes = canvas_sizes(b, h, w, dev)
         new_h, new_w = resized_size(sizes[:, 0], sizes[:, 1], s)
         oy, ox = randint(torch.stack([new_h, new_w]) + 2 * p - s, generator)
         flip = torch.rand(b, generator=generator, device=dev) < self.hflip
@@ -260,7 +298,7 @@ class GpuEval(_Normalizing):
     def _weights_for(self, h: int, w: int) -> tuple[Tensor, Tensor]:
         """Resize + centre-crop weights for a batch of h x w images, computed once per size."""
         if (h, w) not in self._weights:
-            self._weights[(h, w)] = self._weights_per_sample(torch.tensor([[h, w]], device=self.device), h, w)
+            self._weights[(h, w)] = self._weights_per_sample(canvas_sizes(1, h, w, self.device), h, w)
         return self._weights[(h, w)]
 
     def _weights_per_sample(self, sizes: Tensor, in_h: int, in_w: int) -> tuple[Tensor, Tensor]:

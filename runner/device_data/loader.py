@@ -34,7 +34,7 @@ class DeviceLoader:
     the r::world part of step k of one process at batch B (the rule the CPU path's ShardedPermutation follows).
     With `drop_last`, every rank gets the same number of batches. Rank r > 0 draws its augmentation from its own
     generator, seeded by (seed, epoch, rank). With `compiled`, a GpuAugment runs as one compiled graph
-    (`GpuAugment.compiled`) drawing from the global RNG instead of the generator.
+    (`GpuAugment.compiled`) drawing from the global RNG instead of the generator (eager when it fails to compile).
     """
 
     def __init__(
@@ -96,10 +96,8 @@ class DeviceLoader:
             x = self.data.images.index_select(0, idx)
             y = self.data.targets.index_select(0, idx)
             sizes = {} if self.data.sizes is None else {"sizes": self.data.sizes.index_select(0, idx)}
-            if isinstance(self.transform, GpuAugment) and self.compiled:
-                x, y = self.transform.compiled()(x, y, **sizes)
-            elif isinstance(self.transform, GpuAugment):
-                x, y = self.transform(x, y, generator=g, **sizes)
+            if isinstance(self.transform, GpuAugment):  # compiled (falling back to eager if it cannot be), or eager
+                x, y = self.transform.run(x, y, g, self.compiled, **sizes)
             elif self.transform is not None:
                 x = self.transform(x, **sizes)
             yield x, y
