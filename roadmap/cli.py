@@ -3,8 +3,8 @@
 Every mistake a user can make ends in one line on stderr and exit code 2, never a traceback.
 
 The CLI is the one layer that knows every package. What looking needs (the description, the catalog, the
-options) is imported here; training (`runner.run`, torch) and reporting (`reports`, matplotlib) are imported by
-the commands that use them, so `roadmap steps|show|diff|flops` never load torch or timm.
+options) is imported here; training (`runner.launchers.local`, torch) and reporting (`reports`, matplotlib) are
+imported by the commands that use them, so `roadmap steps|show|diff|flops` never load torch or timm.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from roadmap.describe import (
     steps_table,
 )
 from roadmap.errors import RoadmapError
-from runner.budget import IMAGENETTE_SHAPED, PRESETS
-from runner.options import Machine, Output, RunOptions, Selection, Training
+from runner.planning.budget import IMAGENETTE_SHAPED, PRESETS
+from runner.planning.options import Machine, Output, RunOptions, Selection, Training
 from steps import REGIMES, get_regime
 
 EPILOG = "Step names: see `roadmap steps`. Specs: STEP, STEP-LEFT_OUT, STEP+APPLIED_AFTER (e.g. convnext_tiny-gelu)."
@@ -124,7 +124,7 @@ def command_line(argv: list[str]) -> str:
 
 def run_options(args: argparse.Namespace, argv: list[str]):
     """The flags of `roadmap run` (and `ablate`) as the runner's `RunOptions`, checked."""
-    from runner.selection import parse_order
+    from runner.planning.selection import parse_order
 
     steps = [x for x in args.steps.split(",") if x.strip()] if args.steps else None
     if args.steps is not None and not steps:
@@ -162,14 +162,13 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace, opts, argv: list[str]) -> Path | None:
     """Train with the chosen launcher; the output directory to report on, or None (nothing to report here)."""
-    from runner.run import run
+    from runner.launchers.local import run
 
     if args.launcher == "local" or args.dry_run:
         return run(opts)
     if args.nproc > 1:
         raise RoadmapError("--nproc (data-parallel steps) goes with --launcher local")
-    from runner import launch
-
+    from runner.launchers import children as launch
     if args.launcher == "gpus":
         gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else []
         return launch.launch_gpus(opts, argv, gpus, args.per_gpu)
@@ -309,7 +308,7 @@ def _add_run(sub) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from runner.devices import resolve_device
-    from runner.selection import select_steps
+    from runner.planning.selection import select_steps
 
     dev = resolve_device(args.device)
     specs = select_steps(None, [x for x in args.steps.split(",") if x.strip()] if args.steps else None, True)
@@ -319,7 +318,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.models_only:
         _bench_models(args, dev, specs, log)
         return
-    from runner.pipeline_bench import pipeline_bench
+    from runner.benchmarks.pipeline_speed import pipeline_bench
 
     iters = args.iters or 25
     print(f"pipeline benchmark on {dev}: {len(specs)} step(s) on {args.dataset}, preset {args.preset}, "
@@ -342,7 +341,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _bench_models(args: argparse.Namespace, dev, specs: list[str], log) -> None:
-    from runner.bench import bench, projected_minutes
+    from runner.benchmarks.model_speed import bench, projected_minutes
 
     img, batch, iters = args.img_size or 224, args.batch_size or 32, args.iters or 5
     print(f"model benchmark on {dev}: {img} px, batch {batch}, {iters} iterations x "

@@ -45,7 +45,7 @@ def test_device_path_on_cuda_matches_the_cpu_pipeline_in_distribution():
     from roadmap.design import MODERN_RECIPE
     from runner.data import load_dataset
     from runner.device_data import GpuAugment, GpuEval
-    from runner.recipes import eval_transform, train_transform
+    from runner.fitting.timm_parts import eval_transform, train_transform
 
     recipe = replace(MODERN_RECIPE, mixup=0.0, cutmix=0.0)
     imgs = np.tile(load_dataset("synthetic:train=64,val=4,size=32").train.images, (16, 1, 1, 1))  # 1024 images
@@ -76,7 +76,7 @@ def test_device_path_on_cuda_matches_the_cpu_pipeline_in_distribution():
 @pytest.mark.parametrize("spec", STEPS)
 def test_bf16_channels_last_training_steps(spec):
     from roadmap.model import build_model
-    from runner.recipes import optimizer
+    from runner.fitting.timm_parts import optimizer
     from steps import design_for
 
     design = design_for(spec)
@@ -115,13 +115,13 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
 
     from runner.data import load_dataset
     from runner.devices import choose_data_path
-    from runner.job import Job
-    from runner.loaders import loaders
-    from runner.loop import evaluate, train_epoch
-    from runner.options import RunOptions, Selection, Training
-    from runner.planning import plan
+    from runner.fitting.batches import loaders
+    from runner.fitting.job import Job
+    from runner.fitting.loop import evaluate, train_epoch
+    from runner.fitting.machinery import prepare
+    from runner.planning.options import RunOptions, Selection, Training
+    from runner.planning.runs import plan
     from runner.store import RunDir
-    from runner.trainer import prepare
 
     splits = load_dataset("synthetic:train=256,val=72")
     info = splits.info
@@ -150,7 +150,7 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
 def test_resume_on_cuda(tmp_path, cli, monkeypatch):
     """Interrupted after its first epoch, a run resumes from the checkpoint and ends like an uninterrupted one
     (within bf16 / cuDNN nondeterminism; on CPU the tests ask for bit-equality)."""
-    import runner.train as train
+    import runner.fitting.fit as train
 
     args = ["run", *SMALL, "--steps", "convnext_tiny", "--epochs", "2", "--train-batches", "4", "--val-batches", "2"]
     code, _, err = cli(*args, "--out", str(tmp_path / "ref"))

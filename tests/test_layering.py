@@ -198,9 +198,9 @@ def test_torch_free_modules_do_not_reach_torch_on_import():
 
 def test_the_check_sees_a_cycle_and_a_wrong_way_edge(tmp_path, monkeypatch):
     """The checks above can fail: a planted cycle and a planted wrong-way import are each reported in one line."""
-    e = Edge("runner.train", "reports.table", "runner/train.py", 3, False)
-    assert wrong_way(e) and str(e) == "runner.train -> reports.table (runner/train.py:3)"
-    assert wrong_way(Edge("runner.launch", "roadmap.cli", "runner/launch.py", 1, False))
+    e = Edge("runner.fitting.fit", "reports.table", "runner/fitting/fit.py", 3, False)
+    assert wrong_way(e) and str(e) == "runner.fitting.fit -> reports.table (runner/fitting/fit.py:3)"
+    assert wrong_way(Edge("runner.launchers.children", "roadmap.cli", "runner/launchers/children.py", 1, False))
     assert wrong_way(Edge("reports.table", "torch", "reports/table.py", 1, True))
     assert wrong_way(Edge("steps.micro", "torch", "steps/micro.py", 1, True))
     assert wrong_way(Edge("roadmap.__main__", "roadmap.cli", "roadmap/__main__.py", 1, True)) is None

@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import Dataset
 
 from roadmap.design import Design
-from runner.budget import Budget
 from runner.dist import SINGLE, Dist
+from runner.planning.budget import Budget
 from runner.store import RunDir
 
 

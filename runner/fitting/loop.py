@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from runner.devices import to_device
 from runner.dist import SINGLE, Dist, all_reduce_sum, synchronize
-from runner.loaders import rank_batch
+from runner.fitting.batches import rank_batch
 
 
 def train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, steps, epoch,

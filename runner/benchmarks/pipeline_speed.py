@@ -1,7 +1,7 @@
 """`roadmap bench`: the whole training pipeline of each step, beside a plain timm-style loop on the same model.
 
-Ours is what `roadmap run` trains with (`runner.trainer.prepare` and `runner.loop.train_epoch`): images held on
-the device and augmented there in batches (the data path `roadmap run` would choose), bf16 autocast and
+Ours is what `roadmap run` trains with (`runner.fitting.machinery.prepare` and `runner.fitting.loop.train_epoch`):
+images held on the device and augmented there in batches (the data path `roadmap run` would choose), bf16 autocast and
 channels-last on CUDA, fused AdamW, optional torch.compile, no host syncs in the step loop, evaluation at twice
 the training batch.
 The reference is the loop timm-style scripts run: a DataLoader with worker processes decoding and augmenting
@@ -30,20 +30,20 @@ from torch.utils.data import DataLoader
 
 from roadmap.complexity import count
 from roadmap.model import build_model
-from runner import recipes
-from runner.bench import mfu_percent, peak_tflops
-from runner.budget import IMAGENETTE_SHAPED
+from runner.benchmarks.model_speed import mfu_percent, peak_tflops
 from runner.data import load_dataset
 from runner.devices import choose_data_path, default_workers, to_device
 from runner.dist import synchronize
-from runner.job import Job
-from runner.loaders import Transformed, eval_batch_size, loaders
-from runner.loop import evaluate, train_epoch
-from runner.options import RunOptions, Selection, Training
-from runner.planning import plan
-from runner.seeding import seed_everything
+from runner.fitting import timm_parts as recipes
+from runner.fitting.batches import Transformed, eval_batch_size, loaders
+from runner.fitting.job import Job
+from runner.fitting.loop import evaluate, train_epoch
+from runner.fitting.machinery import prepare
+from runner.fitting.seeding import seed_everything
+from runner.planning.budget import IMAGENETTE_SHAPED
+from runner.planning.options import RunOptions, Selection, Training
+from runner.planning.runs import plan
 from runner.store import RunDir
-from runner.trainer import prepare
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _timed_eval(evaluate: Callable[[], int], dev: torch.device) -> float:
 
 
 def measure_ours(job, warmup: int, iters: int) -> Measured:
-    """`roadmap run`'s own training step loop and evaluation on `job` (see runner.train)."""
+    """`roadmap run`'s own training step loop and evaluation on `job` (see runner.fitting.fit)."""
     dev = job.device
     t = prepare(job)
     train_loader, val_loader = loaders(job, 0)

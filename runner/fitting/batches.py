@@ -10,13 +10,13 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from runner import recipes
-from runner.batching import split_batch
-from runner.budget import Budget
 from runner.device_data import DeviceLoader, GpuAugment, GpuEval
 from runner.dist import Shard, ShardedPermutation
-from runner.job import Job
-from runner.seeding import epoch_seed
+from runner.fitting import timm_parts as recipes
+from runner.fitting.job import Job
+from runner.fitting.seeding import epoch_seed
+from runner.planning.batching import split_batch
+from runner.planning.budget import Budget
 
 
 class Transformed(Dataset):

@@ -13,11 +13,19 @@ from roadmap.complexity import count
 from roadmap.design import FINETUNE_RECIPE, Design, to_dict
 from roadmap.errors import RoadmapError
 from runner import baselines as timm_baselines
-from runner.budget import Budget, apply_budget, crop_for, get_preset, make_budget, scale_regularization, stem_stride_for
-from runner.options import RunOptions
-from runner.overrides import parse_sets
-from runner.provenance import code_version
-from runner.selection import select_steps
+from runner.planning.budget import (
+    Budget,
+    apply_budget,
+    crop_for,
+    get_preset,
+    make_budget,
+    scale_regularization,
+    stem_stride_for,
+)
+from runner.planning.options import RunOptions
+from runner.planning.overrides import parse_sets
+from runner.planning.provenance import code_version
+from runner.planning.selection import select_steps
 from runner.store import run_id
 from steps import Roadmap, get_regime, low_resolution, scaled
 

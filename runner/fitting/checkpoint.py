@@ -13,7 +13,7 @@ from torch.utils._pytree import tree_map
 
 from roadmap.errors import RoadmapError
 from roadmap.weights import load_checkpoint as load_weights
-from runner.job import Job
+from runner.fitting.job import Job
 from runner.store import RunDir
 
 

@@ -1,11 +1,12 @@
 """Train and evaluate one run, resumable at every epoch, with the same result as an uninterrupted run.
 
-Determinism: every epoch re-seeds Python, NumPy and torch from (seed, epoch) (runner.seeding), and the checkpoint
-holds the model, optimizer, EMA and metrics history (runner.checkpoint); so a run killed at any moment and resumed
-from its last checkpoint repeats the lost epoch exactly (on CPU, same thread count).
+Determinism: every epoch re-seeds Python, NumPy and torch from (seed, epoch) (runner.fitting.seeding), and the
+checkpoint holds the model, optimizer, EMA and metrics history (runner.fitting.checkpoint); so a run killed at any
+moment and resumed from its last checkpoint repeats the lost epoch exactly (on CPU, same thread count).
 
-The parts: runner.job (the inputs), runner.trainer (model, optimizer, schedule, EMA...), runner.loaders (the
-batches), runner.loop (one epoch, evaluation); this module runs the epochs and writes the records.
+The parts: runner.fitting.job (the inputs), runner.fitting.machinery (model, optimizer, schedule, EMA...),
+runner.fitting.batches (the batches), runner.fitting.loop (one epoch, evaluation); this module runs the epochs and
+writes the records.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from typing import Any
 import torch
 
 from roadmap.schema import ClassScore, Diverged, EpochMetrics, RunResult
-from runner.checkpoint import CheckpointWriter, load_checkpoint
 from runner.dist import barrier
-from runner.job import Job
-from runner.loaders import limit_batches, loaders, val_batches_at
-from runner.loop import evaluate, per_class, train_epoch
-from runner.seeding import epoch_seed, rank_seed, seed_everything
+from runner.fitting.batches import limit_batches, loaders, val_batches_at
+from runner.fitting.checkpoint import CheckpointWriter, load_checkpoint
+from runner.fitting.job import Job
+from runner.fitting.loop import evaluate, per_class, train_epoch
+from runner.fitting.machinery import Trainer, prepare
+from runner.fitting.seeding import epoch_seed, rank_seed, seed_everything
+from runner.fitting.tracking import Tracker, make_tracker
 from runner.store import atomic_write_bytes
-from runner.tracking import Tracker, make_tracker
-from runner.trainer import Trainer, prepare
 
 
 @dataclass

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from roadmap.errors import RoadmapError
-from runner.recipes import mixes
+from runner.fitting.timm_parts import mixes
 
 if TYPE_CHECKING:
-    from runner.planning import PlannedRun
+    from runner.planning.runs import PlannedRun
 
 
 def split_batch(batch: int, n_train: int, mixes: bool, world: int) -> int:

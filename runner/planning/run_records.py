@@ -11,11 +11,11 @@ from pathlib import Path
 from roadmap import schema
 from runner import baselines as timm_baselines
 from runner import store
-from runner.batching import micro_batch_record
-from runner.options import RunOptions
-from runner.planning import PlannedRun, complexity_of, described, seeds_of
-from runner.provenance import code_version, git_revision, now, package_versions
-from runner.selection import order_specs, order_steps
+from runner.planning.batching import micro_batch_record
+from runner.planning.options import RunOptions
+from runner.planning.provenance import code_version, git_revision, now, package_versions
+from runner.planning.runs import PlannedRun, complexity_of, described, seeds_of
+from runner.planning.selection import order_specs, order_steps
 from steps import Roadmap, get_regime
 
 

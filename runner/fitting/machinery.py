@@ -11,14 +11,14 @@ import torch.distributed as torch_dist
 
 from roadmap.errors import RoadmapError
 from roadmap.model import build_model, convert_sync_batchnorm
-from runner import recipes
 from runner.baselines import create
-from runner.batching import check_micro_batch
-from runner.checkpoint import load_pretrained
 from runner.devices import channels_last
-from runner.job import Job
-from runner.loaders import limit_batches, loaders
-from runner.seeding import seed_everything
+from runner.fitting import timm_parts as recipes
+from runner.fitting.batches import limit_batches, loaders
+from runner.fitting.checkpoint import load_pretrained
+from runner.fitting.job import Job
+from runner.fitting.seeding import seed_everything
+from runner.planning.batching import check_micro_batch
 
 
 def configure_backends(dev: torch.device) -> None:

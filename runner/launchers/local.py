@@ -4,10 +4,10 @@ The plan is a list of runs, each keyed by what produced it (see runner.store.run
 reused, unfinished ones resume from their last checkpoint, and runs another process holds are skipped
 (that process finishes them; run the same command again to collect them).
 
-The modules this one orchestrates: runner.options (what was asked), runner.selection and runner.overrides (which
-specs, which field changes), runner.planning (each run's design, budget and identity), runner.devices (device
-and data path), runner.run_records (config.json, plan.json), runner.dry_run (the plan as a table) and
-runner.train (one run).
+The modules this one orchestrates: runner.planning.options (what was asked), runner.planning.selection and
+runner.planning.overrides (which specs, which field changes), runner.planning.runs (each run's design, budget and
+identity), runner.devices (device and data path), runner.planning.run_records (config.json, plan.json),
+runner.planning.dry_run (the plan as a table) and runner.fitting.fit (one run).
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from roadmap.errors import RoadmapError
-from runner.batching import check_micro_batch, micro_batch_record
-from runner.budget import get_preset
 from runner.data import load_dataset
 from runner.devices import choose_data_path, default_workers, resolve_device
 from runner.dist import Dist, barrier, broadcast, from_env
-from runner.dry_run import print_plan
-from runner.options import RunOptions
-from runner.planning import PlannedRun, plan, seeds_of
-from runner.recipes import mixes
-from runner.run_records import config_for, write_plan
+from runner.fitting.fit import Job, train
+from runner.fitting.timm_parts import mixes
+from runner.planning.batching import check_micro_batch, micro_batch_record
+from runner.planning.budget import get_preset
+from runner.planning.dry_run import print_plan
+from runner.planning.options import RunOptions
+from runner.planning.run_records import config_for, write_plan
+from runner.planning.runs import PlannedRun, plan, seeds_of
 from runner.store import RunDir, ensure_writable
-from runner.train import Job, train
 from steps import get_regime
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 
 from roadmap.errors import RoadmapError
-from runner.batching import batch_line, micro_batch_record
-from runner.planning import PlannedRun, complexity_of
+from runner.planning.batching import batch_line, micro_batch_record
+from runner.planning.runs import PlannedRun, complexity_of
 from runner.store import RunDir
 from steps import Roadmap
 
