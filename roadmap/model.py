@@ -24,9 +24,10 @@ from timm.layers import DropPath, LayerNorm2d, LayerScale2d, trunc_normal_
 from torch import nn
 
 from roadmap.choices import Act, Init, Norm
-from roadmap.design import Design, Network
+from roadmap.design import Design
 from roadmap.errors import RoadmapError, unknown
 from roadmap.layers import BlockPlan, Kind, LayerSpec, Layout, StagePlan, classifier, plan
+from roadmap.network import Network
 
 
 class ChannelsLast(nn.Module):

@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from roadmap.design import MODERN_RECIPE, RESNET50, Crop, Recipe
+from roadmap.choices import Crop
+from roadmap.design import RESNET50
+from roadmap.recipe import MODERN_RECIPE, Recipe
 from runner.fitting import timm_parts as recipes
 from runner.fitting.batches import val_batches_at
 from runner.planning.budget import PRESETS, Budget, apply_budget, get_preset, make_budget, scale_regularization

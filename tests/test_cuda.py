@@ -42,7 +42,7 @@ def metrics(out: Path) -> dict[str, list[dict]]:
 def test_device_path_on_cuda_matches_the_cpu_pipeline_in_distribution():
     from PIL import Image
 
-    from roadmap.design import MODERN_RECIPE
+    from roadmap.recipe import MODERN_RECIPE
     from runner.data import load_dataset
     from runner.device_data import GpuAugment, GpuEval
     from runner.fitting.timm_parts import eval_transform, train_transform

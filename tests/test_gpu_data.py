@@ -32,7 +32,7 @@ from timm.data.mixup import mixup_target
 from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import RandomResizedCropAndInterpolation
 
-from roadmap.design import MODERN_RECIPE, Recipe
+from roadmap.recipe import MODERN_RECIPE, Recipe
 from runner.data import ArrayDataset, load_dataset
 from runner.device_data import (
     RAND_AUGMENT_OPS,

@@ -65,7 +65,8 @@ def test_branches_come_with_the_step_they_stand_beside():
 
 
 def test_budget_rules():
-    from roadmap.design import MODERN_RECIPE, RESNET50
+    from roadmap.design import RESNET50
+    from roadmap.recipe import MODERN_RECIPE
 
     quick = get_preset("quick")
     modern = make_budget(MODERN_RECIPE, quick, 32, epochs=30, batch_size=256)

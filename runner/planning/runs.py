@@ -10,8 +10,10 @@ from typing import Any
 
 from roadmap import schema
 from roadmap.complexity import count
-from roadmap.design import FINETUNE_RECIPE, Design, to_dict
+from roadmap.design import Design
 from roadmap.errors import RoadmapError
+from roadmap.fields import to_dict
+from roadmap.recipe import FINETUNE_RECIPE
 from runner import baselines as timm_baselines
 from runner.planning.budget import (
     Budget,
