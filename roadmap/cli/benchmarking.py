@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from roadmap.cli.common import add_format, positive_int
+from roadmap.cli.common import add_format
 from roadmap.describe import render
 from roadmap.errors import RoadmapError
 from runner.planning.budget import IMAGENETTE_SHAPED, PRESETS
+from runner.planning.options import positive_int
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

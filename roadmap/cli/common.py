@@ -7,32 +7,31 @@ import shlex
 import sys
 
 from roadmap.describe import FORMATS
+from runner.planning.options import positive_int
 from steps import REGIMES
 
 EPILOG = "Step names: see `roadmap steps`. Specs: STEP, STEP-LEFT_OUT, STEP+APPLIED_AFTER (e.g. convnext_tiny-gelu)."
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's help, where a flag's help can be read when it is shown (`action.help_from`, a function): text that
+    lives elsewhere (the data set catalog) costs nothing to commands that do not show it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        source = getattr(action, "help_from", None)
+        return source() if source is not None else super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with errors on one line."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(2)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def micro_batch(text: str) -> int | str:
-    """--micro-batch: a positive whole number or 'auto'."""
-    return "auto" if text == "auto" else positive_int(text)
 
 
 def add_format(p: argparse.ArgumentParser) -> None:

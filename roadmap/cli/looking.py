@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from roadmap.cli.common import EPILOG, add_format, add_regime, add_size, positive_int
+from roadmap.cli.common import EPILOG, add_format, add_regime, add_size
 from roadmap.describe import (
     STEPS_MISSING,
     diff_table,
@@ -16,6 +16,7 @@ from roadmap.describe import (
     step_header,
     steps_table,
 )
+from runner.planning.options import positive_int
 from steps import get_regime
 
 

@@ -4,39 +4,70 @@ the CLI writes the report: `runner` never imports `reports`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
-from roadmap.cli.common import EPILOG, add_regime, command_line, micro_batch, positive_int
+from roadmap.cli.common import EPILOG, command_line
 from roadmap.errors import RoadmapError
-from runner.planning.budget import PRESETS
-from runner.planning.options import Machine, Output, RunOptions, Selection, Training
+from runner.planning.options import RunOptions, flag_dest, positive_int
 from steps import get_regime
 
 
-def run_options(args: argparse.Namespace, argv: list[str]):
-    """The flags of `roadmap run` (and `ablate`) as the runner's `RunOptions`, checked."""
-    from runner.planning.selection import parse_order
+def _groups(options: type) -> dict[str, type]:
+    """Each option group's dataclass, by field name (`RunOptions.training` -> `Training`)."""
+    return {g.name: g.default_factory if isinstance(g.default_factory, type) else typing.get_type_hints(options)[g.name]
+            for g in dataclasses.fields(options)}
 
-    steps = [x for x in args.steps.split(",") if x.strip()] if args.steps else None
-    if args.steps is not None and not steps:
-        raise RoadmapError("--steps needs at least one step, e.g. --steps resnet50,convnext_tiny")
-    if args.upto and steps:
+
+def option_fields(options: type = RunOptions) -> list[tuple[str, dataclasses.Field]]:
+    """(group, field) for every field of `options`' groups that has a flag (see `runner.planning.options.option`),
+    in the order `roadmap run --help` lists them."""
+    groups = _groups(options)
+    found = [(g.name, f) for g in dataclasses.fields(options) for f in dataclasses.fields(groups[g.name])
+             if "flag" in f.metadata]
+    return sorted(found, key=lambda gf: gf[1].metadata["at"])
+
+
+def add_option_flags(p: argparse.ArgumentParser, command: str, options: type = RunOptions) -> None:
+    """The flags of `options`' fields that `command` takes, generated from each field's metadata: the flag, its help
+    (read when shown, for help from elsewhere), metavar, choices, type or action, and the field's default."""
+    for _, f in option_fields(options):
+        meta = f.metadata
+        if command not in meta["commands"]:
+            continue
+        kw = dict(meta["argparse"])
+        if meta["parse"] is None and "action" not in kw:
+            kw["default"] = f.default
+        help_ = meta["help"]
+        action = p.add_argument(meta["flag"], help=argparse.SUPPRESS if help_ is None else
+                                help_ if isinstance(help_, str) else "(read when shown)", **kw)
+        if callable(help_):
+            action.help_from = help_  # see roadmap.cli.common.Formatter
+
+
+def options_from(args: argparse.Namespace, options: type = RunOptions, **given):
+    """`options` built from the parsed flags (each through its field's `parse`); `given`: fields without a flag."""
+    groups = _groups(options)
+    values: dict[str, dict] = {g.name: {} for g in dataclasses.fields(options)}
+    for group, f in option_fields(options):
+        raw = getattr(args, flag_dest(f), None)
+        values[group][f.name] = raw if f.metadata["parse"] is None else f.metadata["parse"](raw)
+    for g in dataclasses.fields(options):
+        names = {f.name for f in dataclasses.fields(groups[g.name])}
+        values[g.name].update({k: v for k, v in given.items() if k in names})
+    return options(**{name: groups[name](**kw) for name, kw in values.items()})
+
+
+def run_options(args: argparse.Namespace, argv: list[str]) -> RunOptions:
+    """The flags of `roadmap run` (and `ablate`) as the runner's `RunOptions`, checked."""
+    opts = options_from(args, command=command_line(argv))
+    if opts.selection.upto and opts.selection.steps:
         raise RoadmapError("use --upto or --steps, not both")
-    return RunOptions(
-        Selection(dataset=args.dataset, regime=args.regime, upto=args.upto, steps=tuple(steps) if steps else None,
-                  branches=not args.no_branches, orders=tuple(tuple(parse_order(o)) for o in args.order or []),
-                  baselines=tuple(b.strip() for b in (args.baselines or "").split(",") if b.strip()),
-                  seeds=args.seeds, only_seed=args.only_seed),
-        Training(preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size,
-                 same_epochs=args.same_epochs, train_batches=args.train_batches, val_batches=args.val_batches,
-                 sets=tuple(args.set), init_from=args.init_from, micro_batch=args.micro_batch, compile=args.compile),
-        Machine(device=args.device, data_dir=args.data_dir, data_path=args.data_path, workers=args.workers),
-        Output(out=args.out, dry_run=args.dry_run, progress=False if args.quiet else None, report=not args.no_report,
-               write_plan=not args.no_plan, tracker=args.log, command=command_line(argv)),
-    )
+    return opts
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -82,54 +113,11 @@ def cmd_ablate(args: argparse.Namespace) -> None:
     cmd_run(args)
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """The options `run` and `ablate` share."""
-    p.add_argument("--dataset", default="fashion-mnist",
-                   help="imagenette[-320|-full], imagewoof[...], cifar10, cifar100, tiny-imagenet, fashion-mnist, "
-                   "folder:PATH, synthetic[:classes=10,size=32,...] (default: fashion-mnist)")
-    p.add_argument("--data-dir", metavar="PATH", help="where the dataset is (or goes); default: the cache")
-    p.add_argument("--preset", default="quick", choices=list(PRESETS),
-                   help="; ".join(f"{k}: {v.note}" for k, v in PRESETS.items()) + " (default: quick)")
-    p.add_argument("--epochs", type=positive_int, help="modern-recipe epochs (the original recipe keeps 90:300)")
-    p.add_argument("--same-epochs", action="store_true", help="give the original recipe the same epochs too")
-    p.add_argument("--batch-size", type=positive_int, help="global batch; the lr scales linearly with it")
-    p.add_argument("--img-size", type=positive_int, help="training resolution (default: the dataset's)")
-    p.add_argument("--micro-batch", type=micro_batch, metavar="N|auto",
-                   help="gradient accumulation: N images per forward/backward on each process, batch/N of them per "
-                   "optimizer step (N must divide the per-process batch; the lr still follows --batch-size); auto: "
-                   "the largest that fits in free GPU memory (on CPU the whole batch). BatchNorm steps then see "
-                   "micro-batch statistics, as in the paper's code (default: the whole batch at once)")
-    p.add_argument("--seeds", type=positive_int, help="train each step with seeds 0..N-1 (default: the preset's, "
-                   "3 for cpu, 1 otherwise)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:INDEX (default: auto)")
-    p.add_argument("--out", metavar="DIR", help="result directory (default: runs/<dataset>)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a design or recipe field for every step, e.g. --set drop_path_rate=0 "
-                   "--set recipe.lr=0.002 (see `roadmap show STEP` for the fields)")
-    p.add_argument("--no-branches", action="store_true", help="skip the kernel 5/9/11 branches (run only)")
-    add_regime(p)
-    p.add_argument("--dry-run", action="store_true", help="print the plan (params, GFLOPs, cost, status) and stop")
-    p.add_argument("--train-batches", type=int, metavar="N", help="at most N training batches per epoch (0 = all)")
-    p.add_argument("--val-batches", type=int, metavar="N", help="at most N validation batches (0 = all)")
-    p.add_argument("--workers", type=int, metavar="N", help="data-loading processes (default: 8 on CUDA, 0 on CPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--data-path", choices=["auto", "loader", "device"], default="auto",
-                   help="device: keep the images on the device and augment them there, batched (image files are "
-                   "decoded once); loader: the CPU DataLoader; auto (default): device on CUDA when the images take at "
-                   "most half the free GPU memory, else loader")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch instead)")
-    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    p.add_argument("--init-from", metavar="PATH",
-                   help="fine-tune from a torchvision ResNet-50 or timm/official ConvNeXt checkpoint with the paper's "
-                   "fine-tuning recipe (AdamW 5e-5, layer decay 0.8, no mixup/cutmix, head init 0.001)")
-    p.add_argument("--baselines", metavar="NAME,...",
-                   help="also train these timm models (e.g. swin_tiny_patch4_window7_224,resnet50) with the same "
-                   "recipe, data and budget, as reference points in the report (specs timm:NAME)")
-    p.add_argument("--log", choices=["tensorboard", "wandb"],
-                   help="also log each epoch to TensorBoard or Weights & Biases (imported only when asked for)")
+def _add_run_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The options of `run` (and of `ablate`, which takes all but the selection of steps): RunOptions' flags, then
+    the launchers'."""
+    add_option_flags(p, command)
     _add_scale_out(p)
-    p.add_argument("--only-seed", type=int, help=argparse.SUPPRESS)  # a launcher's child: one seed
-    p.add_argument("--no-plan", action="store_true", help=argparse.SUPPRESS)  # a launcher's child: no plan.json
 
 
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
@@ -159,13 +147,7 @@ def add_commands(sub) -> None:
         description="Train every model of the roadmap up to a step, one after another. Finished runs are reused, "
         "unfinished ones resume: run the same command again after an interruption.",
     )
-    p.add_argument("--upto", metavar="STEP", help="train the roadmap up to this step (default: all of it)")
-    p.add_argument("--steps", metavar="A,B,...", help="train exactly these specs, e.g. convnext_tiny-layer_norm")
-    p.add_argument("--order", action="append", metavar="A,B,...",
-                   help="also train the path that applies these steps one at a time, in this order, from resnet50 "
-                   "(e.g. --order gelu,layer_norm,patchify_stem); repeat for more orders; the report compares the "
-                   "paths on the accuracy-GFLOPs plot")
-    _add_run_options(p)
+    _add_run_options(p, "run")
     p.set_defaults(func=cmd_run, argv=None)
 
     p = sub.add_parser(
@@ -176,5 +158,5 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--final", default="separate_downsampling", metavar="STEP",
                    help="the model to ablate (default: separate_downsampling = convnext_tiny)")
-    _add_run_options(p)
+    _add_run_options(p, "ablate")
     p.set_defaults(func=cmd_ablate, argv=None, upto=None, steps=None, order=None)

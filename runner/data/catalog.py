@@ -146,3 +146,9 @@ FASHION_MNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
+
+
+def help_text() -> str:
+    """What `--dataset` accepts, for its help."""
+    return ("imagenette[-320|-full], imagewoof[...], cifar10, cifar100, tiny-imagenet, fashion-mnist, folder:PATH, "
+            "synthetic[:classes=10,size=32,...]")
