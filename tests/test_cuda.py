@@ -133,14 +133,12 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
               class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=DEV, compile=True,
               progress=False, log=lambda _: None, device_data=device_data)
     t = prepare(job)
-    updates = 0
     try:
         for epoch in range(3):
             if epoch == 1:
                 torch._dynamo.config.error_on_recompile = True
-            train_loader, val_loader = loaders(job, epoch)
-            stats, updates, bad = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix,
-                                               t.ema, updates, 4, epoch)
+            train_loader, val_loader = loaders(job, t.plan, epoch)
+            stats, bad = train_epoch(t, train_loader, epoch, steps=4)
             assert not bad
             evaluate(t.eval_model, val_loader, info.num_classes, DEV, len(val_loader))
     finally:

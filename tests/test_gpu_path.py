@@ -154,14 +154,14 @@ def test_evaluation_reads_back_once_not_per_batch(monkeypatch):
         reads["n"] = 0
         result = evaluate(model, batches, 5, torch.device("cpu"), n)
         counts.append(reads["n"])
-        assert sum(map(sum, result["confusion"])) == 4 * n
+        assert sum(map(sum, result.confusion)) == 4 * n
     assert counts[0] == counts[1] == 1  # one read-back whatever the number of batches
     with torch.no_grad():  # and the numbers are right
         out = torch.cat([model(x) for x, _ in batches])
         y = torch.cat([y for _, y in batches])
     result = evaluate(model, batches, 5, torch.device("cpu"), 6)
-    assert result["val_top1"] == pytest.approx(100 * (out.argmax(1) == y).float().mean().item())
-    assert result["confusion"][1][2] == int(((y == 1) & (out.argmax(1) == 2)).sum())
+    assert result.val_top1 == pytest.approx(100 * (out.argmax(1) == y).float().mean().item())
+    assert result.confusion[1][2] == int(((y == 1) & (out.argmax(1) == 2)).sum())
 
 
 # -------------------------------------------------------------------------------- bench: each model's own memory

@@ -95,17 +95,15 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     """`roadmap run`'s own training step loop and evaluation on `job` (see runner.fitting.fit)."""
     dev = job.device
     t = prepare(job)
-    train_loader, val_loader = loaders(job, 0)
+    train_loader, val_loader = loaders(job, t.plan, 0)
     synchronize(dev)
     t0 = time.perf_counter()
-    _, updates, _ = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
-                                 min(warmup, len(train_loader)), 0)
+    train_epoch(t, train_loader, 0, steps=min(warmup, len(train_loader)))
     synchronize(dev)
     warm = time.perf_counter() - t0
-    train_loader, val_loader = loaders(job, 1)
+    train_loader, val_loader = loaders(job, t.plan, 1)
     _reset_memory(dev)
-    stats, _, _ = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, updates,
-                               iters, 1)
+    stats, _ = train_epoch(t, train_loader, 1, steps=iters)
     memory = _peak_memory(dev)
     eval_model = t.ema.module if t.ema is not None else t.forward_model
     n_val = len(val_loader.data) if hasattr(val_loader, "data") else len(val_loader.dataset)
@@ -119,7 +117,7 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     batch = train_loader.batch_size
     augment = None
     if job.device_data is not None and len(train_loader) > 1:
-        augment = augment_ms_per_batch(loaders(job, 2)[0], dev)
+        augment = augment_ms_per_batch(loaders(job, t.plan, 2)[0], dev)
     return Measured(stats["images_per_s"], eval_ips, memory, warm, min(warmup, len(train_loader)), batch, augment)
 
 
