@@ -7,7 +7,7 @@ Its rooms, in the order a run passes through them:
   the dry run, the records written before training (config.json, plan.json) and the provenance they carry.
   No training happens here.
 - `fitting/`: fitting one run: the training function (fit), its epoch loop and evaluation (loop), the batches
-  (batches), the machinery a run trains with (model, optimizer, schedule, EMA: machinery; the recipe's timm parts:
+  (feed), the machinery a run trains with (model, optimizer, schedule, EMA: machinery; the recipe's timm parts:
   timm_parts), the job it reads, checkpoints, seeding and tracking.
 - `benchmarks/`: `roadmap bench`: the models alone (model_speed) and the whole pipeline (pipeline_speed).
 - `data/` and `device_data/`: the data sets, and the device-resident data path.

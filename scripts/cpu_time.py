@@ -29,7 +29,7 @@ import torch
 from roadmap.model import build_model
 from runner.data import load_dataset
 from runner.fitting import timm_parts as recipes
-from runner.fitting.batches import Transformed
+from runner.fitting.feed import Transformed
 from runner.fitting.fit import train
 from runner.fitting.job import Job
 from runner.fitting.loop import evaluate

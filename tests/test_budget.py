@@ -13,7 +13,7 @@ from roadmap.choices import Crop
 from roadmap.design import RESNET50
 from roadmap.recipe import MODERN_RECIPE, Recipe
 from runner.fitting import timm_parts as recipes
-from runner.fitting.batches import val_batches_at
+from runner.fitting.feed import val_batches_at
 from runner.planning.budget import PRESETS, Budget, apply_budget, get_preset, make_budget, scale_regularization
 from runner.planning.options import RunOptions, Selection, Training
 from runner.planning.runs import plan, seeds_of

@@ -115,7 +115,7 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
 
     from runner.data import load_dataset
     from runner.devices import choose_data_path
-    from runner.fitting.batches import loaders
+    from runner.fitting.feed import loaders
     from runner.fitting.job import Job
     from runner.fitting.loop import evaluate, train_epoch
     from runner.fitting.machinery import prepare

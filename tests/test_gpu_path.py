@@ -69,8 +69,8 @@ def test_a_single_cuda_process_is_bound_to_its_own_gpu(monkeypatch):
 
 def test_cuda_synchronize_always_names_the_device(monkeypatch):
     import runner.dist as dist
-    import runner.fitting.batches
     import runner.fitting.checkpoint
+    import runner.fitting.feed
     import runner.fitting.fit
     import runner.fitting.loop
     import runner.fitting.machinery
@@ -80,7 +80,7 @@ def test_cuda_synchronize_always_names_the_device(monkeypatch):
     dist.synchronize(torch.device("cuda", 1))
     dist.synchronize(torch.device("cpu"))
     assert calls.calls == [((torch.device("cuda", 1),), {})]
-    for training in (runner.fitting.fit, runner.fitting.machinery, runner.fitting.loop, runner.fitting.batches,
+    for training in (runner.fitting.fit, runner.fitting.machinery, runner.fitting.loop, runner.fitting.feed,
                      runner.fitting.checkpoint):
         assert "torch.cuda.synchronize()" not in inspect.getsource(training)  # which would wait on the current device
 

@@ -35,7 +35,7 @@ from runner.data import load_dataset
 from runner.devices import choose_data_path, default_workers, to_device
 from runner.dist import synchronize
 from runner.fitting import timm_parts as recipes
-from runner.fitting.batches import Transformed, eval_batch_size, loaders
+from runner.fitting.feed import Transformed, eval_batch_size, loaders
 from runner.fitting.job import Job
 from runner.fitting.loop import evaluate, train_epoch
 from runner.fitting.machinery import prepare

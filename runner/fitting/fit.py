@@ -5,7 +5,7 @@ checkpoint holds the model, optimizer, EMA and metrics history (runner.fitting.c
 moment and resumed from its last checkpoint repeats the lost epoch exactly (on CPU, same thread count).
 
 The parts: runner.fitting.job (the inputs), runner.fitting.machinery (model, optimizer, schedule, EMA...),
-runner.fitting.batches (the batches), runner.fitting.loop (one epoch, evaluation); this module runs the epochs and
+runner.fitting.feed (the batches), runner.fitting.loop (one epoch, evaluation); this module runs the epochs and
 writes the records.
 """
 
@@ -21,8 +21,8 @@ import torch
 from roadmap.errors import RoadmapError
 from roadmap.schema import ClassScore, Diverged, EpochMetrics, RunResult
 from runner.dist import barrier
-from runner.fitting.batches import limit_batches, loaders, val_batches_at
 from runner.fitting.checkpoint import CheckpointWriter, load_checkpoint
+from runner.fitting.feed import limit_batches, loaders, val_batches_at
 from runner.fitting.job import Job
 from runner.fitting.loop import Evaluation, evaluate, per_class, train_epoch
 from runner.fitting.machinery import Machinery, prepare

@@ -14,8 +14,8 @@ from roadmap.model import build_model, convert_sync_batchnorm
 from runner.baselines import create
 from runner.devices import channels_last
 from runner.fitting import timm_parts as recipes
-from runner.fitting.batches import limit_batches, loaders
 from runner.fitting.checkpoint import load_pretrained
+from runner.fitting.feed import limit_batches, loaders
 from runner.fitting.job import Job, batch_plan_of
 from runner.fitting.seeding import seed_everything
 from runner.planning.batching import BatchPlan, check_micro_batch
