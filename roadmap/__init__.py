@@ -24,8 +24,8 @@ __version__ = "0.1.0"
 # public name -> (module, attribute in it)
 _LAZY: dict[str, tuple[str, str]] = {
     "Design": ("roadmap.design", "Design"),
-    "Network": ("roadmap.design", "Network"),
-    "Recipe": ("roadmap.design", "Recipe"),
+    "Network": ("roadmap.network", "Network"),
+    "Recipe": ("roadmap.recipe", "Recipe"),
     "RoadmapError": ("roadmap.errors", "RoadmapError"),
     "RoadmapNet": ("roadmap.model", "RoadmapNet"),
     "build_model": ("roadmap.model", "build_model"),

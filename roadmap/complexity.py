@@ -31,7 +31,9 @@ class Layer:
 
 
 @dataclass(frozen=True)
-class Complexity:
+class LayerCounts:
+    """A network's counted layers (see `count`); config.json records the totals as `roadmap.schema.Complexity`."""
+
     img_size: int
     layers: tuple[Layer, ...] = field(repr=False)
 
@@ -61,7 +63,7 @@ class Complexity:
         return list(rows.values())
 
 
-def count(net: Network, img_size: int = 224, num_classes: int = 1000, in_chans: int = 3) -> Complexity:
+def count(net: Network, img_size: int = 224, num_classes: int = 1000, in_chans: int = 3) -> LayerCounts:
     """Parameters and MACs of `net` on `img_size` x `img_size` inputs, layer by layer."""
     p = plan(net, num_classes, in_chans)
     out: list[Layer] = []
@@ -86,7 +88,7 @@ def count(net: Network, img_size: int = 224, num_classes: int = 1000, in_chans: 
             walk(f"stage{i}", block.shortcut, h_in)  # the shortcut sees the block's input
             walk(f"stage{i}", [block.act] if block.act else [], h)
     walk("head", p.head, h)
-    return Complexity(img_size, tuple(out))
+    return LayerCounts(img_size, tuple(out))
 
 
 def _short(name: str) -> str:

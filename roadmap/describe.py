@@ -10,10 +10,13 @@ import json
 
 import pandas as pd
 
+from roadmap.choices import Stem
 from roadmap.complexity import count
-from roadmap.design import Design, Network, Stem, to_dict
+from roadmap.design import Design
 from roadmap.errors import unknown
+from roadmap.fields import to_dict
 from roadmap.layers import BlockPlan, Kind, LayerSpec, StagePlan, kind_of, plan
+from roadmap.network import Network
 from steps import Roadmap, get_regime
 
 FORMATS = ("table", "markdown", "csv", "json")

@@ -7,8 +7,8 @@ pairs the two. All three are immutable; the paper's steps (package `steps`) edit
 `dataclasses.replace`, and `roadmap.model.build_model` turns a design into an `nn.Module`.
 
 The parts live in `roadmap.choices` (the enums), `roadmap.fields` (documented fields, JSON, `--set` parsing),
-`roadmap.network` and `roadmap.recipe`; this module pairs them and re-exports their names, so
-`from roadmap.design import Network, MODERN_RECIPE, to_dict` keeps working. No torch here.
+`roadmap.network` and `roadmap.recipe`, and are imported from there (one import path per name); this module only
+pairs them. No torch here.
 """
 
 from __future__ import annotations
@@ -17,30 +17,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from roadmap.choices import (
-    ALL_SITES,
-    NORM_SITES,
-    Act,
-    Crop,
-    Downsample,
-    Init,
-    Norm,
-    Optimizer,
-    Schedule,
-    Site,
-    SpatialPosition,
-    Stem,
-)
 from roadmap.errors import RoadmapError
-from roadmap.fields import field_docs, from_dict, parse_value, to_dict
-from roadmap.network import BlockShape, Network, Resolved, StageShape, resolve, scale_depth, scale_width
-from roadmap.recipe import FINETUNE_RECIPE, MODERN_RECIPE, Recipe
+from roadmap.fields import from_dict, to_dict
+from roadmap.network import Network
+from roadmap.recipe import Recipe
 
-__all__ = [
-    "ALL_SITES", "FINETUNE_RECIPE", "MODERN_RECIPE", "NORM_SITES", "RESNET50", "Act", "BlockShape", "Crop", "Design",
-    "Downsample", "Init", "Network", "Norm", "Optimizer", "Recipe", "Resolved", "Schedule", "Site", "SpatialPosition",
-    "StageShape", "Stem", "field_docs", "from_dict", "parse_value", "resolve", "scale_depth", "scale_width", "to_dict",
-]
+__all__ = ["RESNET50", "Design"]
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from roadmap.choices import Act, Init, Norm
-from roadmap.design import Design, Network
+from roadmap.design import Design
 from roadmap.errors import RoadmapError, unknown
 from roadmap.layers import BlockPlan, Kind, LayerSpec, Layout, Plan, StagePlan, classifier, plan
+from roadmap.network import Network
 
 
 class ChannelsLast(nn.Module):

@@ -165,7 +165,7 @@ class DatasetInfo(Record):
 
 @dataclass(frozen=True)
 class Budget(Record):
-    """The effective training budget of one run (stored in its config.json; runner.budget derives it)."""
+    """The effective training budget of one run (stored in its config.json; runner.planning.budget derives it)."""
 
     preset: str
     epochs: int

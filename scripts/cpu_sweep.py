@@ -16,9 +16,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from runner import budget
-from runner.options import Output, RunOptions, Selection, Training
-from runner.run import run
+from runner.launchers.local import run
+from runner.planning.options import Output, RunOptions, Selection, Training
+from runner.planning.runs import budget
 from runner.store import RunDir
 
 STEPS = ["resnet50", "separate_downsampling"]
@@ -41,7 +41,7 @@ def parse(arg: str) -> tuple[str, dict, list[str], list[str]]:
 
 def main(out: str, configs: list[str], seeds: int = 1) -> None:
     from runner.data import load_dataset
-    from runner.planning import plan
+    from runner.planning.runs import plan
 
     info = load_dataset("fashion-mnist").info
     print("| config | step | seed | val top-1 | train top-1 | run seconds | img/s |")

@@ -3,11 +3,11 @@
 For every step of the roadmap as the given preset plans it (Fashion-MNIST), interleaved in one process so a
 noisy machine hits both alike:
 
-- **pipeline**: `runner.train.train` for one epoch of `--batches` batches (DataLoader, the recipe's augmentation,
+- **pipeline**: `runner.fitting.fit.train` for one epoch of `--batches` batches (DataLoader, the recipe's augmentation,
   mixing, forward, backward, optimizer): its recorded training images/s;
 - **model only**: the same model, optimizer and loss on one fixed batch of already-transformed images: images/s
   of forward + backward + optimizer step;
-- **eval**: images/s of `runner.loop.evaluate` on `--eval-batches` validation batches.
+- **eval**: images/s of `runner.fitting.loop.evaluate` on `--eval-batches` validation batches.
 
     python scripts/cpu_time.py [--preset cpu] [--batches 40] [--rounds 2] [--steps a,b] [--batch-size N]
                                [--threads N] [--workers N] [--channels-last]
@@ -27,15 +27,15 @@ from pathlib import Path
 import torch
 
 from roadmap.model import build_model
-from runner import recipes
 from runner.data import load_dataset
-from runner.job import Job
-from runner.loaders import Transformed
-from runner.loop import evaluate
-from runner.options import RunOptions, Selection, Training
-from runner.planning import plan
+from runner.fitting import timm_parts as recipes
+from runner.fitting.feed import Transformed
+from runner.fitting.fit import train
+from runner.fitting.job import Job
+from runner.fitting.loop import evaluate
+from runner.planning.options import RunOptions, Selection, Training
+from runner.planning.runs import plan
 from runner.store import RunDir
-from runner.train import train
 
 
 def model_only(run, info, batch: int, iters: int, channels_last: bool = False) -> float:
@@ -87,17 +87,17 @@ def compare_layouts(runs, splits, info, batch: int, iters: int, rounds: int) -> 
     through `train`), and one thread against two (the model alone); each ratio taken within a round, where the
     measurements are interleaved, and the median over rounds."""
     import runner.devices
-    import runner.trainer
+    import runner.fitting.machinery
 
     layout = runner.devices.channels_last
 
-    def pipeline_in(cl: bool) -> float:  # the layout of the model (runner.trainer) and of the batches (devices)
-        runner.devices.channels_last = runner.trainer.channels_last = lambda dev: cl
+    def pipeline_in(cl: bool) -> float:  # the layout of the model (machinery) and of the batches (devices)
+        runner.devices.channels_last = runner.fitting.machinery.channels_last = lambda dev: cl
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 return pipeline(run, splits, info, iters, Path(tmp))
         finally:
-            runner.devices.channels_last = runner.trainer.channels_last = layout
+            runner.devices.channels_last = runner.fitting.machinery.channels_last = layout
 
     print(f"training, {runs[0].budget.img_size} px, batch {batch}; median of {rounds} interleaved rounds")
     print("| step | model img/s (contiguous, 2 threads) | model: channels-last / contiguous | "

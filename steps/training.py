@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from roadmap.design import MODERN_RECIPE, Design, Init
+from roadmap.choices import Init
+from roadmap.design import Design
+from roadmap.recipe import MODERN_RECIPE
 from steps.step import Section, Step
 
 START = Section("resnet50", "2", "Starting point")

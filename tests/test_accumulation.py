@@ -96,3 +96,67 @@ def test_a_micro_batch_larger_than_the_batch_takes_the_whole_batch(tmp_path, cli
     assert code == 0, err
     config = json.loads((run_dir(tmp_path / "o") / "config.json").read_text())
     assert config["micro_batch"]["micro_batch"] == 16 and config["micro_batch"]["accumulation_steps"] == 1
+
+
+def test_the_batch_plan_is_computed_once_with_its_record():
+    """One `BatchPlan` per run: the global batch (at most the training set, even when mixing), its split over the
+    processes, the micro-batch and the accumulation steps; config.json's record is derived from it."""
+    from roadmap.errors import RoadmapError
+    from runner.planning.batching import plan_batch
+
+    plan = plan_batch(64, 1000, True, 2, 8)
+    numbers = (plan.batch, plan.processes, plan.per_process, plan.micro_batch, plan.accumulation_steps)
+    assert numbers == (64, 2, 32, 8, 4)
+    assert plan.split == 8 and plan.resolved
+    assert plan.record() == {"requested": 8, "batch": 64, "processes": 2, "per_process": 32, "micro_batch": 8,
+                             "accumulation_steps": 4}
+    whole = plan_batch(64, 1000, True, 2)
+    assert whole.split is None and whole.accumulation_steps == 1 and whole.record() is None
+    assert plan_batch(64, 1000, False, 1, 128).micro_batch == 64  # larger than the batch: the whole batch
+    auto = plan_batch(64, 1000, False, 1, "auto")
+    assert not auto.resolved and auto.record()["micro_batch"] is None and auto.accumulation_steps is None
+    resolved = auto.with_micro_batch(16)
+    assert resolved.record() == {"requested": "auto", "batch": 64, "processes": 1, "per_process": 64,
+                                 "micro_batch": 16, "accumulation_steps": 4}
+    assert type(resolved).from_record(resolved.record()) == resolved
+    with pytest.raises(RoadmapError, match="does not divide"):
+        plan_batch(64, 1000, False, 1, 24)
+
+
+def _auto_as(micro: int, monkeypatch, calls: list):
+    """--micro-batch auto resolved to `micro` as if measured on a GPU; `calls` counts the measurements."""
+    import runner.fitting.machinery as machinery
+
+    def measured(job, model, plan):
+        if plan.resolved:
+            return plan
+        calls.append(plan)
+        return plan.with_micro_batch(micro)
+
+    monkeypatch.setattr(machinery, "micro_batch_for", measured)
+
+
+def test_auto_is_resolved_before_config_json_is_written_once(tmp_path, cli, monkeypatch):
+    """"auto" is decided once, before config.json is written, which is never rewritten; the run trains with it (its
+    losses are the whole batch's, as with --micro-batch 4); a run that starts again keeps the recorded choice."""
+    from runner.store import RunDir
+
+    writes, calls = [], []
+    real = RunDir.write_config
+    monkeypatch.setattr(RunDir, "write_config", lambda self, c: (writes.append(c.micro_batch), real(self, c))[1])
+    _auto_as(4, monkeypatch, calls)
+    code, _, err = cli("run", *EXACT, "--micro-batch", "auto", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert writes == [{"requested": "auto", "batch": 16, "processes": 1, "per_process": 16, "micro_batch": 4,
+                       "accumulation_steps": 4}] and len(calls) == 1
+    code, _, err = cli("run", *EXACT, "--micro-batch", "4", "--out", str(tmp_path / "micro"))
+    assert code == 0, err
+    for a, b in zip(metrics(tmp_path / "micro"), metrics(tmp_path / "o"), strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
+    (run_dir(tmp_path / "o") / "result.json").unlink()  # not finished: trained again, its config.json kept
+    writes.clear()
+    _auto_as(8, monkeypatch, calls)
+    code, _, err = cli("run", *EXACT, "--micro-batch", "auto", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert writes == [] and len(calls) == 1  # no new measurement, no rewrite
+    assert json.loads((run_dir(tmp_path / "o") / "config.json").read_text())["micro_batch"]["micro_batch"] == 4

@@ -7,7 +7,7 @@ import tempfile
 import pytest
 import torch
 
-from runner.checkpoint import load_pretrained
+from runner.fitting.checkpoint import load_pretrained
 
 
 def test_ablate_plans_the_full_model_and_each_step_left_out(tmp_path, cli):
@@ -110,7 +110,7 @@ def test_a_tracker_receives_every_epoch(tmp_path, cli, monkeypatch):
 
 
 def test_an_order_is_a_path_of_specs_that_meets_the_papers_steps_where_the_models_are_equal():
-    from runner.selection import order_specs
+    from runner.planning.selection import order_specs
     from steps import get_regime
 
     r = get_regime("resnet50")
@@ -173,7 +173,7 @@ def test_a_baseline_that_cannot_run_at_the_size_fails_before_training(cli):
 
 
 def test_launcher_children_take_one_spec_without_the_baselines_or_orders():
-    from runner.launch import child_argv
+    from runner.launchers.children import child_argv
 
     argv = ["run", "--dataset", "cifar10", "--baselines", "resnet50", "--order", "gelu,layer_norm", "--seeds", "2"]
     child = child_argv(argv, "timm:resnet50", 1)

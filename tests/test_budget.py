@@ -9,12 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from roadmap.design import MODERN_RECIPE, RESNET50, Crop, Recipe
-from runner import recipes
-from runner.budget import PRESETS, Budget, apply_budget, get_preset, make_budget, scale_regularization
-from runner.loaders import val_batches_at
-from runner.options import RunOptions, Selection, Training
-from runner.planning import plan, seeds_of
+from roadmap.choices import Crop
+from roadmap.design import RESNET50
+from roadmap.recipe import MODERN_RECIPE, Recipe
+from runner.fitting import timm_parts as recipes
+from runner.fitting.feed import val_batches_at
+from runner.planning.budget import PRESETS, Budget, apply_budget, get_preset, make_budget, scale_regularization
+from runner.planning.options import RunOptions, Selection, Training
+from runner.planning.runs import plan, seeds_of
 from steps import ROADMAP, design_at
 
 

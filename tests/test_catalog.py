@@ -78,8 +78,8 @@ def test_data_that_is_here_is_read_and_gets_no_note(offline, tmp_path):
 
 def test_a_dry_run_plans_the_run_ids_the_real_run_uses(offline):
     """The catalog's shape gives the same run ids as the loaded data set: the plan a dry run shows is the plan."""
-    from runner.options import RunOptions, Selection, Training
-    from runner.planning import plan
+    from runner.planning.options import RunOptions, Selection, Training
+    from runner.planning.runs import plan
 
     opts = RunOptions(Selection(dataset="imagenette", upto="patchify_stem"), Training(preset="smoke"))
     info = catalog.lookup("imagenette").info()

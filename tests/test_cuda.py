@@ -63,10 +63,10 @@ def device_path_matches_the_cpu_pipeline(dev: torch.device) -> None:
     tests/test_cuda_on_cpu.py)."""
     from PIL import Image
 
-    from roadmap.design import MODERN_RECIPE
+    from roadmap.recipe import MODERN_RECIPE
     from runner.data import load_dataset
     from runner.device_data import GpuAugment, GpuEval
-    from runner.recipes import eval_transform, train_transform
+    from runner.fitting.timm_parts import eval_transform, train_transform
 
     recipe = replace(MODERN_RECIPE, mixup=0.0, cutmix=0.0)
     imgs = np.tile(load_dataset("synthetic:train=64,val=4,size=32").train.images, (16, 1, 1, 1))  # 1024 images
@@ -101,7 +101,7 @@ def test_device_path_on_cuda_matches_the_cpu_pipeline_in_distribution():
 def bf16_channels_last_steps(spec: str, dev: torch.device) -> None:
     """Three bf16 + channels-last training steps of `spec` on one batch: finite gradients, the loss goes down."""
     from roadmap.model import build_model
-    from runner.recipes import optimizer
+    from runner.fitting.timm_parts import optimizer
     from steps import design_for
 
     design = design_for(spec)
@@ -157,13 +157,13 @@ def compile_without_recompiles(dev: torch.device, tmp_path: Path) -> None:
 
     from runner.data import load_dataset
     from runner.devices import choose_data_path
-    from runner.job import Job
-    from runner.loaders import loaders
-    from runner.loop import evaluate, train_epoch
-    from runner.options import RunOptions, Selection, Training
-    from runner.planning import plan
+    from runner.fitting.feed import loaders
+    from runner.fitting.job import Job
+    from runner.fitting.loop import evaluate, train_epoch
+    from runner.fitting.machinery import prepare
+    from runner.planning.options import RunOptions, Selection, Training
+    from runner.planning.runs import plan
     from runner.store import RunDir
-    from runner.trainer import prepare
 
     splits = load_dataset("synthetic:train=256,val=72")
     info = splits.info
@@ -175,14 +175,12 @@ def compile_without_recompiles(dev: torch.device, tmp_path: Path) -> None:
               class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=dev, compile=True,
               progress=False, log=lambda _: None, device_data=device_data)
     t = prepare(job)
-    updates = 0
     try:
         for epoch in range(3):
             if epoch == 1:
                 torch._dynamo.config.error_on_recompile = True
-            train_loader, val_loader = loaders(job, epoch)
-            stats, updates, bad = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix,
-                                               t.ema, updates, 4, epoch)
+            train_loader, val_loader = loaders(job, t.plan, epoch)
+            stats, bad = train_epoch(t, train_loader, epoch, steps=4)
             assert not bad
             evaluate(t.eval_model, val_loader, info.num_classes, dev, len(val_loader))
     finally:
@@ -199,15 +197,15 @@ def no_host_sync_in_the_loops(dev: torch.device, tmp_path: Path, monkeypatch) ->
     (`loop._to_host`) and synchronizes to time it: the test lets those two through."""
     from test_gpu_first_run import tiny_job
 
-    import runner.loop as loop
-    from runner.loaders import loaders
-    from runner.trainer import prepare
+    import runner.fitting.loop as loop
+    from runner.fitting.feed import loaders
+    from runner.fitting.machinery import prepare
 
     # SMALL's images and batch (64 px, 32): the augmentation's graph of the other tests, not one more to compile
     job = tiny_job(tmp_path, "convnext_tiny", "synthetic:train=1792,val=40", device=dev, batch_size=32)
     t = prepare(job)
     steps = 2 * loop.CUDA_CHECK_EVERY + 5  # the second check reads the first one's pinned copy
-    train_loader, val_loader = loaders(job, 0)
+    train_loader, val_loader = loaders(job, t.plan, 0)
     real_read, real_sync = loop._to_host, loop.synchronize
 
     def allowed(fn):
@@ -224,12 +222,11 @@ def no_host_sync_in_the_loops(dev: torch.device, tmp_path: Path, monkeypatch) ->
     torch.cuda.synchronize(dev)
     torch.cuda.set_sync_debug_mode("error")
     try:
-        stats, updates, bad = loop.train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix,
-                                               t.ema, 0, steps, 0)
+        stats, bad = loop.train_epoch(t, train_loader, 0, steps=steps)
         loop.evaluate(t.eval_model, val_loader, job.num_classes, dev, len(val_loader))
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    assert updates == steps and not bad
+    assert t.updates == steps and not bad
 
 
 def test_no_host_sync_in_the_training_and_evaluation_loops(tmp_path, monkeypatch):
@@ -244,7 +241,7 @@ def resume_args(device: str, out: Path) -> list[str]:
 def resume_after_an_interrupt(device: str, tmp_path: Path, cli, monkeypatch) -> None:
     """Interrupted after its first epoch, a run resumes from the checkpoint and ends like an uninterrupted one
     (within bf16 / cuDNN nondeterminism; on CPU the tests ask for bit-equality elsewhere)."""
-    import runner.train as train
+    import runner.fitting.fit as train
 
     code, _, err = cli(*resume_args(device, tmp_path / "ref"))
     assert code == 0, err

@@ -59,13 +59,15 @@ def test_micro_batch_auto_on_cpu(tmp_path, cli, monkeypatch):
     code, text, err = cli(*on_gpu.micro_batch_auto_args("cpu", tmp_path / "o"))
     assert code == 0, err
     assert "--micro-batch auto on cpu: the whole batch" in text
-    import runner.trainer as trainer  # and on CUDA the line the test looks for
+    import runner.fitting.machinery as trainer  # and on CUDA the line the test looks for
 
     logged = []
     monkeypatch.setattr(trainer, "_fitting_micro_batch", lambda job, model, per_rank: 16)
-    job = dataclasses.replace(tiny_job(tmp_path, "convnext_tiny", micro_batch="auto", log=logged.append),
-                              device=torch.device("cuda", 0))
-    assert trainer.micro_batch_for(job, torch.nn.Linear(1, 1), 32) == 16
+    from runner.planning.batching import plan_batch
+
+    job = dataclasses.replace(tiny_job(tmp_path, "convnext_tiny", log=logged.append), device=torch.device("cuda", 0))
+    plan = plan_batch(32, 64, mixes=True, requested="auto")
+    assert trainer.micro_batch_for(job, torch.nn.Linear(1, 1), plan).micro_batch == 16
     assert "--micro-batch auto:" in logged[0] and "2 accumulation step(s)" in logged[0]
 
 

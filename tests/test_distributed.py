@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.launch import child_argv
+from runner.launchers.children import child_argv
 
 # deterministic training inputs (no augmentation, no mixup, no stochastic depth) on a LayerNorm model, so one
 # process and two must agree up to float summation order

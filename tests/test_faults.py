@@ -69,7 +69,7 @@ def error_line(err: str) -> str:
 
 def interrupt_after(monkeypatch, saves: int) -> None:
     """Stop training (Ctrl-C) once `saves` checkpoints are on disk."""
-    from runner.checkpoint import CheckpointWriter
+    from runner.fitting.checkpoint import CheckpointWriter
 
     real, done = CheckpointWriter.save, []
 
@@ -291,8 +291,8 @@ def test_a_stale_lock_from_a_dead_process(tmp_path, cli):
     The run counts as interrupted, not running; the next run takes it over and cleans up."""
     out = tmp_path / "out"
     args = [*RUN, "--steps", "gelu", "--epochs", "1", "--out", str(out)]
-    from runner.options import RunOptions, Selection, Training
-    from runner.planning import plan
+    from runner.planning.options import RunOptions, Selection, Training
+    from runner.planning.runs import plan
 
     opts = RunOptions(Selection(dataset="synthetic:train=256,val=64", steps=("gelu",)),
                       Training(preset="smoke", epochs=1, train_batches=2, val_batches=1))
@@ -328,7 +328,7 @@ def test_two_concurrent_runs_on_one_directory(tmp_path):
     argv = [*RUN, "--steps", ",".join(steps), "--epochs", "3", "--out", str(out)]
     slow = """
 import time
-from runner.checkpoint import CheckpointWriter
+from runner.fitting.checkpoint import CheckpointWriter
 _real = CheckpointWriter.save
 def _save(self, state):
     time.sleep(4)  # the first process's epochs take longer, so that the second starts while it trains

@@ -1,4 +1,5 @@
-"""The device data path (runner.device_data) against the CPU pipeline it replaces (timm + PIL, runner.recipes).
+"""The device data path (runner.device_data) against the CPU pipeline it replaces (timm + PIL,
+runner.fitting.timm_parts).
 
 Everything runs on CPU tensors: the package is device-agnostic. Three kinds of checks:
 
@@ -31,7 +32,7 @@ from timm.data.mixup import mixup_target
 from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import RandomResizedCropAndInterpolation
 
-from roadmap.design import MODERN_RECIPE, Recipe
+from roadmap.recipe import MODERN_RECIPE, Recipe
 from runner.data import ArrayDataset, load_dataset
 from runner.device_data import (
     RAND_AUGMENT_OPS,
@@ -48,7 +49,7 @@ from runner.device_data import (
     rrc_params,
     sampling,
 )
-from runner.recipes import eval_transform, train_transform
+from runner.fitting.timm_parts import eval_transform, train_transform
 
 FILL = (124, 116, 104)  # timm's RandAugment img_mean for the ImageNet mean
 NO_MIX = replace(MODERN_RECIPE, mixup=0.0, cutmix=0.0)  # the paper's recipe without the batch-level step
@@ -341,7 +342,7 @@ def test_train_outputs_and_reproducibility():
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
 @pytest.mark.parametrize("size", [32, 48, 64])
 def test_eval_equals_cpu_transform(interpolation, size):
-    """Equal to runner.recipes.eval_transform on PIL images (measured: bit-exact), and within resampling
+    """Equal to runner.fitting.timm_parts.eval_transform on PIL images (measured: bit-exact), and within resampling
     tolerance of torchvision's tensor resize + centre crop (measured: mean <= 0.02 levels, max 2 levels)."""
     imgs = load_dataset("synthetic:train=16,val=4,size=64").train.images
     recipe = replace(Recipe(), eval_interpolation=interpolation)

@@ -19,11 +19,11 @@ CPU = torch.device("cpu")
 def _fresh_augmentations():
     """The runner keeps one GpuAugment per recipe (its compiled graph, or its failure to compile) for the process:
     every test here starts and ends without them."""
-    import runner.loaders
+    import runner.fitting.feed
 
-    runner.loaders._augment.cache_clear()
+    runner.fitting.feed._augment.cache_clear()
     yield
-    runner.loaders._augment.cache_clear()
+    runner.fitting.feed._augment.cache_clear()
 
 
 def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=24,size=40", device=CPU,
@@ -32,9 +32,9 @@ def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=2
     it (tests/test_cuda.py builds its own on CUDA)."""
     from runner.data import load_dataset
     from runner.devices import choose_data_path
-    from runner.job import Job
-    from runner.options import RunOptions, Selection, Training
-    from runner.planning import plan
+    from runner.fitting.job import Job
+    from runner.planning.options import RunOptions, Selection, Training
+    from runner.planning.runs import plan
     from runner.store import RunDir
 
     splits = load_dataset(dataset)
@@ -63,13 +63,13 @@ def test_the_loops_read_nothing_back_but_through_one_counted_function(tmp_path, 
     end, and a pinned copy made a check earlier); our code in the loops calls no `.item()`, `.cpu()`, `.tolist()`,
     `.numpy()`, `bool()`/`float()`/`int()` of a tensor, `nonzero`, and builds no tensor from host data
     (`torch.tensor(..., device=...)`: a copy from pageable memory, which waits on CUDA)."""
-    import runner.loop as loop
-    from runner.loaders import loaders
-    from runner.trainer import prepare
+    import runner.fitting.loop as loop
+    from runner.fitting.feed import loaders
+    from runner.fitting.machinery import prepare
 
     job = tiny_job(tmp_path, spec)
     t = prepare(job)
-    train_loader, val_loader = loaders(job, 0)
+    train_loader, val_loader = loaders(job, t.plan, 0)
     cpu, tolist = torch.Tensor.cpu, torch.Tensor.tolist
     reads = []
 
@@ -96,13 +96,12 @@ def test_the_loops_read_nothing_back_but_through_one_counted_function(tmp_path, 
 
     monkeypatch.setattr(torch, "tensor", tensor)
     steps = 3
-    stats, updates, bad = loop.train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema,
-                                           0, steps, 0)
-    assert updates == steps and not bad and stats["images_per_s"] > 0
+    stats, bad = loop.train_epoch(t, train_loader, 0, steps=steps)
+    assert t.updates == steps and not bad and stats["images_per_s"] > 0
     assert len(reads) == steps + 1  # CPU: one check per step (CUDA: every 25th, lagged), and the epoch's sums
     reads.clear()
     result = loop.evaluate(t.eval_model, val_loader, job.num_classes, CPU, len(val_loader))
-    assert len(reads) == 1 and sum(map(sum, result["confusion"])) == 24
+    assert len(reads) == 1 and sum(map(sum, result.confusion)) == 24
 
 
 # -------------------------------------------------------------------------------- roadmap bench: warm-up, rows
@@ -111,7 +110,7 @@ def test_the_loops_read_nothing_back_but_through_one_counted_function(tmp_path, 
 def test_bench_warms_a_full_evaluation_pass_of_both_sides_before_timing_either(cli, monkeypatch):
     """The last evaluation batch is smaller: the first pass to meet it pays cuDNN's autotuning, whose cache both
     sides share. Both sides run a whole pass untimed before either is timed."""
-    import runner.pipeline_bench as pb
+    import runner.benchmarks.pipeline_speed as pb
 
     events = []
     real_eval, real_timed, real_ref = pb.evaluate, pb._timed_eval, pb._reference_eval
@@ -144,7 +143,7 @@ def test_bench_warms_a_full_evaluation_pass_of_both_sides_before_timing_either(c
 def test_bench_prints_each_row_as_soon_as_it_is_measured(cli, capsys, monkeypatch):
     """A part of gpu-check cut short keeps the rows it measured: each Markdown row is printed (and flushed) when its
     step is done, before the next step starts."""
-    import runner.pipeline_bench as pb
+    import runner.benchmarks.pipeline_speed as pb
 
     chunks = []
     real = pb.measure_ours
@@ -203,7 +202,7 @@ class _FakeGpu:
 def test_micro_batch_auto_survives_cudnn_allocation_failures_and_measures_after_autotuning(tmp_path, monkeypatch):
     import warnings
 
-    from runner.trainer import _fitting_micro_batch
+    from runner.fitting.machinery import _fitting_micro_batch
 
     gpu = _FakeGpu(monkeypatch, fits=4)
     job = tiny_job(tmp_path, "convnext_tiny")
@@ -214,7 +213,7 @@ def test_micro_batch_auto_survives_cudnn_allocation_failures_and_measures_after_
 
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
 def test_micro_batch_auto_lets_other_errors_through(tmp_path, monkeypatch):
-    from runner.trainer import _fitting_micro_batch
+    from runner.fitting.machinery import _fitting_micro_batch
 
     gpu = _FakeGpu(monkeypatch, fits=8)
     model = gpu.model()
@@ -225,7 +224,7 @@ def test_micro_batch_auto_lets_other_errors_through(tmp_path, monkeypatch):
 
 def test_a_run_leaves_its_process_group_at_the_end(tmp_path, cli, monkeypatch):
     import runner.dist as dist
-    import runner.run as run
+    import runner.launchers.local as run
 
     ended = []
     monkeypatch.setattr(run, "finish", lambda d: ended.append(d), raising=False)
@@ -247,7 +246,7 @@ def test_a_run_leaves_its_process_group_at_the_end(tmp_path, cli, monkeypatch):
 
 
 def test_cuda_runs_compile_the_augmentation_without_compile_for_the_model(tmp_path):
-    from runner.loaders import compiles_augment
+    from runner.fitting.feed import compiles_augment
 
     job = tiny_job(tmp_path, "convnext_tiny")
     assert not compiles_augment(job)  # CPU without --compile: eager, as before
@@ -257,7 +256,7 @@ def test_cuda_runs_compile_the_augmentation_without_compile_for_the_model(tmp_pa
 
 def test_a_failing_compile_falls_back_to_the_eager_augmentation_with_one_warning(tmp_path, monkeypatch, capsys):
     from runner.device_data import DeviceLoader
-    from runner.loaders import _augment
+    from runner.fitting.feed import _augment
 
     def broken(fn, **kw):
         def call(*a, **k):
@@ -302,7 +301,7 @@ def test_config_records_which_augmentation_ran_and_cpu_records_keep_their_format
         return lambda *a, **k: (_ for _ in ()).throw(RuntimeError("Cannot find a working triton installation"))
 
     monkeypatch.setattr(torch, "compile", broken)
-    __import__("runner.loaders", fromlist=["_augment"])._augment.cache_clear()
+    __import__("runner.fitting.feed", fromlist=["_augment"])._augment.cache_clear()
     code, _, err = cli(*args, "--compile", "--out", str(tmp_path / "fallback"))
     assert code == 0, err
     assert _config(tmp_path / "fallback")["augment"] == "eager"
@@ -325,7 +324,7 @@ def test_a_compile_error_on_a_later_batch_shape_falls_back_too_and_a_runtime_err
     limit can be met on a later shape: that falls back to eager as well. An error of running is raised."""
     import torch._dynamo.exc as dynamo_exc
 
-    from runner.loaders import _augment
+    from runner.fitting.feed import _augment
 
     job = tiny_job(tmp_path, "convnext_tiny")
     x, y = job.device_data[0].images[:8], job.device_data[0].targets[:8]
@@ -362,7 +361,7 @@ class _Batches(list):
 def test_a_compiled_model_evaluates_the_last_smaller_batch_without_a_second_graph():
     import torch._dynamo
 
-    from runner.loop import evaluate
+    from runner.fitting.loop import evaluate
 
     torch._dynamo.reset()
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.Flatten(), torch.nn.Linear(16, 5)).eval()
@@ -376,13 +375,13 @@ def test_a_compiled_model_evaluates_the_last_smaller_batch_without_a_second_grap
     finally:
         torch._dynamo.config.error_on_recompile = False
         torch._dynamo.reset()
-    assert result["confusion"] == expected["confusion"] and sum(map(sum, result["confusion"])) == 11
-    assert result["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-5)
+    assert result.confusion == expected.confusion and sum(map(sum, result.confusion)) == 11
+    assert result.val_loss == pytest.approx(expected.val_loss, rel=1e-5)
 
 
 def test_the_reference_loops_timed_steps_go_on_with_the_warm_pass(monkeypatch):
     """Restarting the DataLoader between the warm-up and the timed steps put the workers' refill into the timing."""
-    import runner.pipeline_bench as pb
+    import runner.benchmarks.pipeline_speed as pb
 
     passes = []
 
@@ -393,7 +392,7 @@ def test_the_reference_loops_timed_steps_go_on_with_the_warm_pass(monkeypatch):
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    mix = __import__("runner.recipes", fromlist=["Targets"]).Targets(None, torch.nn.functional.cross_entropy)
+    mix = __import__("runner.fitting.timm_parts", fromlist=["Targets"]).Targets(None, torch.nn.functional.cross_entropy)
     steps = pb._reference_steps(model, opt, mix, Loader((torch.randn(2, 3, 2, 2), torch.tensor([0, 1]))
                                                        for _ in range(5)), CPU)
     steps(2)  # warm-up
@@ -409,7 +408,7 @@ def test_bench_lets_each_steps_model_go_before_the_next_is_measured(cli, monkeyp
     import gc
     import weakref
 
-    import runner.pipeline_bench as pb
+    import runner.benchmarks.pipeline_speed as pb
 
     models, alive = [], []
     real = pb.prepare
@@ -433,7 +432,7 @@ def test_on_cuda_the_divergence_check_reads_the_copy_made_a_check_earlier(monkey
     """CUDA's divergence check without a host sync (torch.cuda's event and pinned memory stood in for): a check
     queues a copy of its flag and loss and reads the previous check's, so a NaN is seen one check later; the
     epoch's last check reads its own values."""
-    import runner.loop as loop
+    import runner.fitting.loop as loop
     from runner.dist import SINGLE
 
     class Event:

@@ -68,19 +68,20 @@ def test_a_single_cuda_process_is_bound_to_its_own_gpu(monkeypatch):
 
 
 def test_cuda_synchronize_always_names_the_device(monkeypatch):
-    import runner.checkpoint
     import runner.dist as dist
-    import runner.loaders
-    import runner.loop
-    import runner.train
-    import runner.trainer
+    import runner.fitting.checkpoint
+    import runner.fitting.feed
+    import runner.fitting.fit
+    import runner.fitting.loop
+    import runner.fitting.machinery
 
     calls = _Recorder()
     monkeypatch.setattr(torch.cuda, "synchronize", calls)
     dist.synchronize(torch.device("cuda", 1))
     dist.synchronize(torch.device("cpu"))
     assert calls.calls == [((torch.device("cuda", 1),), {})]
-    for training in (runner.train, runner.trainer, runner.loop, runner.loaders, runner.checkpoint):
+    for training in (runner.fitting.fit, runner.fitting.machinery, runner.fitting.loop, runner.fitting.feed,
+                     runner.fitting.checkpoint):
         assert "torch.cuda.synchronize()" not in inspect.getsource(training)  # which would wait on the current device
 
 
@@ -130,7 +131,7 @@ def test_the_device_path_without_augmentation_still_mixes(tmp_path, cli):
 
 
 def test_evaluation_reads_back_once_not_per_batch(monkeypatch):
-    from runner.loop import evaluate
+    from runner.fitting.loop import evaluate
 
     reads = {"n": 0}
     for name in ("item", "tolist", "cpu"):
@@ -153,14 +154,14 @@ def test_evaluation_reads_back_once_not_per_batch(monkeypatch):
         reads["n"] = 0
         result = evaluate(model, batches, 5, torch.device("cpu"), n)
         counts.append(reads["n"])
-        assert sum(map(sum, result["confusion"])) == 4 * n
+        assert sum(map(sum, result.confusion)) == 4 * n
     assert counts[0] == counts[1] == 1  # one read-back whatever the number of batches
     with torch.no_grad():  # and the numbers are right
         out = torch.cat([model(x) for x, _ in batches])
         y = torch.cat([y for _, y in batches])
     result = evaluate(model, batches, 5, torch.device("cpu"), 6)
-    assert result["val_top1"] == pytest.approx(100 * (out.argmax(1) == y).float().mean().item())
-    assert result["confusion"][1][2] == int(((y == 1) & (out.argmax(1) == 2)).sum())
+    assert result.val_top1 == pytest.approx(100 * (out.argmax(1) == y).float().mean().item())
+    assert result.confusion[1][2] == int(((y == 1) & (out.argmax(1) == 2)).sum())
 
 
 # -------------------------------------------------------------------------------- bench: each model's own memory
@@ -169,7 +170,7 @@ def test_evaluation_reads_back_once_not_per_batch(monkeypatch):
 def test_bench_memory_is_each_models_own(monkeypatch):
     """Peak memory per model, with a fake allocator that counts the parameters on the device: a model's number
     must not include the models measured before (or after) it."""
-    import runner.bench as bench
+    import runner.benchmarks.model_speed as bench
 
     on_device = {}
     monkeypatch.setattr(bench, "_place", lambda m, dev: on_device.setdefault(id(m), m))
@@ -190,7 +191,7 @@ def test_bench_memory_is_each_models_own(monkeypatch):
 
 
 def test_cudnn_autotuning_is_on_for_cuda(monkeypatch):
-    from runner.trainer import configure_backends
+    from runner.fitting.machinery import configure_backends
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     configure_backends(torch.device("cpu"))
@@ -236,7 +237,7 @@ def test_records_without_compile_keep_their_format(tmp_path, cli):
 def test_every_rank_draws_its_own_droppath_masks_and_rank_0_keeps_its_stream():
     from timm.layers import DropPath
 
-    from runner.seeding import epoch_seed, rank_seed, seed_everything
+    from runner.fitting.seeding import epoch_seed, rank_seed, seed_everything
 
     drop = DropPath(0.5).train()
     x = torch.ones(64, 1, 1, 1)
@@ -249,7 +250,7 @@ def test_every_rank_draws_its_own_droppath_masks_and_rank_0_keeps_its_stream():
     assert not torch.equal(masks(0), masks(1))
     assert torch.equal(masks(1), masks(1))  # and still seeded (resume repeats an epoch exactly)
     assert "rank_seed(epoch_seed(job.seed, epoch), job.dist.rank)" in inspect.getsource(  # the epoch loop's seed
-        __import__("runner.train", fromlist=["train"]))
+        __import__("runner.fitting.fit", fromlist=["train"]))
 
 
 # -------------------------------------------------------------------------------- equal shards on the CPU loader

@@ -103,6 +103,11 @@ def _package(module: str) -> str:
     return module.split(".")[0]
 
 
+def _in_cli(module: str) -> bool:
+    """The CLI package, roadmap/cli/: the one part of roadmap/ that knows every package."""
+    return module == "roadmap.cli" or module.startswith("roadmap.cli.")
+
+
 def test_no_import_cycles():
     """Tarjan's strongly connected components over every import, inside functions too."""
     edges = [e for e in import_graph() if e.target in project_modules()]
@@ -144,8 +149,10 @@ def test_no_import_cycles():
 def wrong_way(e: Edge) -> str | None:
     """Why an edge goes the wrong way, or None."""
     src, dst = _package(e.source), _package(e.target)
-    if e.target == "roadmap.cli" and e.source != "roadmap.__main__":
+    if _in_cli(e.target) and not _in_cli(e.source) and e.source != "roadmap.__main__":
         return "only roadmap/__main__.py imports the CLI"
+    if src == "roadmap" and not _in_cli(e.source) and dst in ("runner", "reports"):
+        return "in roadmap/, only the CLI (roadmap/cli/) imports runner or reports"
     if src == "reports" and (dst in HEAVY or dst == "runner"):
         return "reports render stored records only: no torch, timm or runner"
     if src == "runner" and dst == "reports":
@@ -176,7 +183,8 @@ def test_torch_free_modules_do_not_reach_torch_on_import():
     for e in edges:
         graph.setdefault(e.source, []).append(e)
     roots = [m for m in project_modules() if _package(m) in ("reports", "steps")]
-    roots += ["roadmap", "roadmap.cli", "roadmap.describe", "roadmap.complexity", *CORE]
+    roots += ["roadmap", "roadmap.describe", "roadmap.complexity", *CORE]
+    roots += [m for m in project_modules() if _in_cli(m)]  # every command group: the parser imports them all
     bad = []
     for root in roots:
         seen, todo, via = {root}, [root], {}
@@ -198,12 +206,19 @@ def test_torch_free_modules_do_not_reach_torch_on_import():
 
 def test_the_check_sees_a_cycle_and_a_wrong_way_edge(tmp_path, monkeypatch):
     """The checks above can fail: a planted cycle and a planted wrong-way import are each reported in one line."""
-    e = Edge("runner.train", "reports.table", "runner/train.py", 3, False)
-    assert wrong_way(e) and str(e) == "runner.train -> reports.table (runner/train.py:3)"
-    assert wrong_way(Edge("runner.launch", "roadmap.cli", "runner/launch.py", 1, False))
+    e = Edge("runner.fitting.fit", "reports.table", "runner/fitting/fit.py", 3, False)
+    assert wrong_way(e) and str(e) == "runner.fitting.fit -> reports.table (runner/fitting/fit.py:3)"
+    assert wrong_way(Edge("runner.launchers.children", "roadmap.cli", "runner/launchers/children.py", 1, False))
     assert wrong_way(Edge("reports.table", "torch", "reports/table.py", 1, True))
     assert wrong_way(Edge("steps.micro", "torch", "steps/micro.py", 1, True))
     assert wrong_way(Edge("roadmap.__main__", "roadmap.cli", "roadmap/__main__.py", 1, True)) is None
+    assert wrong_way(Edge("roadmap.cli", "roadmap.cli.training", "roadmap/cli/__init__.py", 1, True)) is None
+    assert wrong_way(Edge("roadmap.cli.training", "runner.launchers.local", "roadmap/cli/x.py", 1, False)) is None
+    assert wrong_way(Edge("roadmap.cli.reporting", "reports", "roadmap/cli/reporting.py", 1, False)) is None
+    for base in ("roadmap.describe", "roadmap.model", "roadmap.draw.picture", "roadmap.weights", "roadmap"):
+        assert wrong_way(Edge(base, "runner.store", "x.py", 1, False)), base
+        assert wrong_way(Edge(base, "reports.table", "x.py", 1, False)), base
+    assert wrong_way(Edge("runner.store", "roadmap.cli.common", "runner/store.py", 1, False))
     for pkg in PACKAGES:
         (tmp_path / pkg).mkdir()
         (tmp_path / pkg / "__init__.py").write_text("")
@@ -218,3 +233,25 @@ def test_the_check_sees_a_cycle_and_a_wrong_way_edge(tmp_path, monkeypatch):
         assert "steps.a -> steps.b (steps/a.py:2)" in str(failure)
     else:
         raise AssertionError("the planted cycle was not found")
+
+
+def test_the_check_sees_roadmap_importing_the_runner(tmp_path, monkeypatch):
+    """A module of roadmap/ outside the CLI that imports runner or reports fails `test_imports_go_one_way`, named
+    in one line; the same import from roadmap/cli/ passes."""
+    for pkg in PACKAGES:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "runner" / "store.py").write_text("")
+    (tmp_path / "reports" / "table.py").write_text("")
+    (tmp_path / "roadmap" / "cli").mkdir()
+    (tmp_path / "roadmap" / "cli" / "__init__.py").write_text("import runner.store\nimport reports.table\n")
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    test_imports_go_one_way()  # the CLI may
+    (tmp_path / "roadmap" / "describe.py").write_text("def f():\n    from runner.store import x\n")
+    try:
+        test_imports_go_one_way()
+    except AssertionError as failure:
+        assert "roadmap.describe -> runner.store (roadmap/describe.py:2)" in str(failure)
+        assert "only the CLI" in str(failure)
+    else:
+        raise AssertionError("roadmap.describe importing runner was not found")

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner.budget import get_preset, make_budget
-from runner.selection import select_steps
+from runner.planning.budget import get_preset, make_budget
+from runner.planning.selection import select_steps
 from runner.store import RunDir
 from steps import ROADMAP, STEPS
 
@@ -65,7 +65,8 @@ def test_branches_come_with_the_step_they_stand_beside():
 
 
 def test_budget_rules():
-    from roadmap.design import MODERN_RECIPE, RESNET50
+    from roadmap.design import RESNET50
+    from roadmap.recipe import MODERN_RECIPE
 
     quick = get_preset("quick")
     modern = make_budget(MODERN_RECIPE, quick, 32, epochs=30, batch_size=256)
@@ -129,8 +130,8 @@ def test_a_held_run_is_skipped_not_corrupted(tmp_path, cli):
     args = ["run", *SMALL, "--steps", "resnet50,gelu", "--epochs", "1", "--train-batches", "2", "--val-batches", "1",
             "--out", str(out)]
     cli(*args, "--dry-run")
-    from runner.options import RunOptions, Selection, Training
-    from runner.planning import plan
+    from runner.planning.options import RunOptions, Selection, Training
+    from runner.planning.runs import plan
 
     opts = RunOptions(Selection(dataset="synthetic:train=256,val=64", steps=("resnet50", "gelu")),
                       Training(preset="smoke", epochs=1, train_batches=2, val_batches=1))
@@ -294,8 +295,8 @@ def test_throughput_and_train_accuracy_count_images_not_soft_target_entries(monk
 
     import torch
 
-    from runner import loop as train_mod
-
+    from runner.fitting import loop as train_mod
+    from runner.planning.batching import BatchPlan
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     batches = [(torch.randn(8, 3, 4, 4), torch.softmax(torch.randn(8, 10), 1)) for _ in range(5)]
@@ -306,12 +307,14 @@ def test_throughput_and_train_accuracy_count_images_not_soft_target_entries(monk
                                 budget=types.SimpleNamespace(epochs=1))
     from timm.loss import SoftTargetCrossEntropy
 
-    from runner.recipes import Targets
+    from runner.fitting.timm_parts import Targets
 
     sched = types.SimpleNamespace(step_update=lambda n: None)
-    stats, updates, bad = train_mod.train_epoch(job, model, model, batches, opt, sched,
-                                                 Targets(None, SoftTargetCrossEntropy()), None, 0, 5, 0)
-    assert stats["images_per_s"] == 40.0 and updates == 5 and not bad
+    kit = types.SimpleNamespace(job=job, plan=BatchPlan(None, 8, 1, 8, 8), forward_model=model, model=model, opt=opt,
+                                sched=sched, mix=Targets(None, SoftTargetCrossEntropy()), ema=None, updates=0,
+                                steps_per_epoch=5)
+    stats, bad = train_mod.train_epoch(kit, batches, 0)
+    assert stats["images_per_s"] == 40.0 and kit.updates == 5 and not bad
     assert 0.0 <= stats["train_top1"] <= 100.0
 
 
@@ -340,8 +343,9 @@ def test_train_top1_under_mixing_counts_the_mixed_images_main_class(monkeypatch)
 
     import torch
 
-    from runner import loop as train_mod
-    from runner.recipes import Targets
+    from runner.fitting import loop as train_mod
+    from runner.fitting.timm_parts import Targets
+    from runner.planning.batching import BatchPlan
 
     def swap(x, y):  # a "mix" with lambda = 0: every image becomes its partner's (timm pairs i with B-1-i)
         soft = torch.nn.functional.one_hot(y.flip(0), 10).float()
@@ -361,5 +365,7 @@ def test_train_top1_under_mixing_counts_the_mixed_images_main_class(monkeypatch)
     sched = types.SimpleNamespace(step_update=lambda n: None)
     mix = Targets(types.SimpleNamespace(), lambda out, target: (out * 0).sum() + w.sum())
     monkeypatch.setattr(Targets, "__call__", lambda self, x, y: swap(x, y))
-    stats, _, _ = train_mod.train_epoch(job, model, model, [(images, labels)] * 3, opt, sched, mix, None, 0, 3, 0)
+    kit = types.SimpleNamespace(job=job, plan=BatchPlan(None, 8, 1, 8, 8), forward_model=model, model=model, opt=opt,
+                                sched=sched, mix=mix, ema=None, updates=0, steps_per_epoch=3)
+    stats, _ = train_mod.train_epoch(kit, [(images, labels)] * 3, 0)
     assert stats["train_top1"] == 100.0  # the old count compared with the unmixed labels: 0 %

@@ -4,8 +4,9 @@ import dataclasses
 
 import pytest
 
-from roadmap.design import MODERN_RECIPE, RESNET50
+from roadmap.design import RESNET50
 from roadmap.errors import RoadmapError
+from roadmap.recipe import MODERN_RECIPE
 from steps import MAIN_PATH, ROADMAP, STEPS, compose, design_at, design_for, get_step, parse_spec, path_to
 from steps.catalog import ALIASES
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roadmap.design import Design, Network
+from roadmap.design import Design
 from roadmap.draw.picture import Item, Part, Picture, mark_changes, picture
 from roadmap.errors import RoadmapError
+from roadmap.network import Network
 
 SUFFIXES = (".svg", ".png")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from roadmap.complexity import count
-from roadmap.design import Design, Network
+from roadmap.design import Design
 from roadmap.layers import BlockPlan, Kind, LayerSpec, plan
+from roadmap.network import Network
 from steps import get_regime, scaled
 
 NORMS = {"batch": "BatchNorm", "layer": "LayerNorm"}

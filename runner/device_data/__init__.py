@@ -9,7 +9,7 @@ preprocessing is `GpuEval`. On CPU tensors it works too (tests) but is not faste
 modern recipe (docs/bench-cpu.md), so `roadmap run` takes it on CUDA only unless asked.
 Nothing in the iteration path reads a value back to the host, so the GPU is never stalled by the data path.
 
-The goal is the *same distributions* as the CPU pipeline of `runner.recipes` (timm's `create_transform` and
+The goal is the *same distributions* as the CPU pipeline of `runner.fitting.timm_parts` (timm's `create_transform` and
 `Mixup`), not the same random numbers: randomness comes from a `torch.Generator` on the device, so a run is
 reproducible from its seed, but it draws different samples than Python's `random`/NumPy would. Every op's
 arithmetic is PIL's, bit-exact on the test images; each module's docstring says what matches and where it deviates.

@@ -1,5 +1,5 @@
 """The device path's training and evaluation pipelines: `GpuAugment` (the recipe's whole training augmentation,
-batched) and `GpuEval` (the evaluation preprocessing), each equal to `runner.recipes`' CPU pipeline.
+batched) and `GpuEval` (the evaluation preprocessing), each equal to `runner.fitting.timm_parts`' CPU pipeline.
 
 What matches timm/PIL, stage by stage (tests/test_gpu_data.py measures each claim):
 
@@ -13,7 +13,7 @@ What matches timm/PIL, stage by stage (tests/test_gpu_data.py measures each clai
   mixup with probability `switch_prob` (0.5), the batch mixed with its reverse, cutmix's box from `rand_bbox` with
   lambda corrected to the box area, label-smoothed one-hot targets mixed with the same lambda.
 * Eval: torchvision's Resize(shorter side = floor(size / crop_pct)) + CenterCrop(size) on PIL images, then
-  normalization: bit-exact with `runner.recipes.eval_transform`.
+  normalization: bit-exact with `runner.fitting.timm_parts.eval_transform`.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class _Normalizing:
 
 
 class GpuAugment(_Normalizing):
-    """Batched training augmentation on the device, equal in distribution to `runner.recipes`' CPU pipeline.
+    """Batched training augmentation on the device, equal in distribution to `runner.fitting.timm_parts`' CPU pipeline.
 
     Random-resized crop + flip (PIL resampling as per-sample matrices), RandAugment when the recipe has it,
     normalization, random erasing (pixel mode) when the recipe has it, then mixup/cutmix (timm's batch mode)
@@ -278,7 +278,7 @@ class GpuAugment(_Normalizing):
 
 class GpuEval(_Normalizing):
     """Evaluation preprocessing, batched: resize the shorter side to floor(img_size / crop_pct) (PIL resampling
-    with antialiasing), centre-crop img_size, normalize. Bit-exact with `runner.recipes.eval_transform`."""
+    with antialiasing), centre-crop img_size, normalize. Bit-exact with `runner.fitting.timm_parts.eval_transform`."""
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ antialiased when shrinking (the filter is stretched by the scale). Here each pas
 weight matrices holding PIL's own 22-bit fixed-point weights in float64, so every sum is exact. A crop box, a flip
 (reversed horizontal weights), a resize followed by a crop, and zero padding are all folded into the weights. Given the
 crop box, `resized_crop` is bit-exact with torchvision's `resized_crop` on PIL images, and `GpuEval` (Resize +
-CenterCrop) with `runner.recipes.eval_transform`.
+CenterCrop) with `runner.fitting.timm_parts.eval_transform`.
 
 Deviations: only 'bilinear' and 'bicubic' (what `Recipe` allows; timm's 'random' raises ValueError); the weights are
 normalized summing in another order than PIL, which could move a pixel by one level, rarely (the tests never met it).

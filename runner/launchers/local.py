@@ -4,10 +4,10 @@ The plan is a list of runs, each keyed by what produced it (see runner.store.run
 reused, unfinished ones resume from their last checkpoint, and runs another process holds are skipped
 (that process finishes them; run the same command again to collect them).
 
-The modules this one orchestrates: runner.options (what was asked), runner.selection and runner.overrides (which
-specs, which field changes), runner.planning (each run's design, budget and identity), runner.devices (device
-and data path), runner.run_records (config.json, plan.json), runner.dry_run (the plan as a table) and
-runner.train (one run).
+The modules this one orchestrates: runner.planning.options (what was asked), runner.planning.selection and
+runner.planning.overrides (which specs, which field changes), runner.planning.runs (each run's design, budget and
+identity), runner.devices (device and data path), runner.planning.run_records (config.json, plan.json),
+runner.planning.dry_run (the plan as a table) and runner.fitting.fit (one run).
 """
 
 from __future__ import annotations
@@ -22,18 +22,17 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from roadmap.errors import RoadmapError
-from runner.batching import check_micro_batch, micro_batch_record
-from runner.budget import get_preset
 from runner.data import load_dataset, plan_info
 from runner.devices import choose_data_path, default_workers, resolve_device
 from runner.dist import Dist, barrier, broadcast, finish, from_env
-from runner.dry_run import print_plan
-from runner.options import RunOptions
-from runner.planning import PlannedRun, init_note, plan, seeds_of
-from runner.recipes import mixes
-from runner.run_records import config_for, write_plan
+from runner.fitting.fit import Job, train
+from runner.planning.batching import BatchPlan, batch_plan
+from runner.planning.budget import get_preset
+from runner.planning.dry_run import print_plan
+from runner.planning.options import RunOptions
+from runner.planning.run_records import config_for, write_plan
+from runner.planning.runs import PlannedRun, init_note, plan, seeds_of
 from runner.store import RunDir, ensure_writable
-from runner.train import Job, train
 from steps import get_regime
 
 
@@ -80,10 +79,11 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     header = (f"{len(runs)} runs ({len({r.spec for r in runs})} steps x {seeds_of(opts)} seed(s)) on {what.dataset} "
               f"({info.train_size} train / {info.val_size} val, {info.num_classes} classes), "
               f"{runs[0].budget.img_size} px, preset {preset.name}: {preset.note}, device {device}{procs}")
-    _check_micro_batches(runs, opts.training.micro_batch, info.train_size, dist.world)
+    # each run's batch plan, once (a micro-batch that cannot split a step's batch fails now, not after hours)
+    batches = [batch_plan(r, info.train_size, opts.training.micro_batch, dist.world) for r in runs]
     if opts.output.dry_run:
-        print_plan(runs, out, info, header, get_regime(what.regime), log, opts.training.micro_batch, dist.world,
-                   device, notes=[n for n in (init_note(opts, runs), missing) if n])
+        print_plan(runs, batches, out, info, header, get_regime(what.regime), log, device,
+                   notes=[n for n in (init_note(opts, runs), missing) if n])
         finish(dist)
         return out
     if dist.is_main:
@@ -96,7 +96,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     if preset.name == "smoke" or info.synthetic:
         log("note: this is a pipeline check (smoke preset or synthetic data); its accuracies mean nothing")
     progress = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
-    held = _train_all(Session(opts, splits, device, dist, out, progress, log), runs)
+    held = _train_all(Session(opts, splits, device, dist, out, progress, log), runs, batches)
     finish(dist)  # DDP: every process leaves the group (after an error, the process exits and torchrun ends the rest)
     if held:
         log(f"{len(held)} run(s) are being trained by another process: {', '.join(held)}; "
@@ -104,20 +104,11 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     return out if dist.is_main else None
 
 
-def _check_micro_batches(runs: list[PlannedRun], micro: int | str | None, train_size: int, world: int) -> None:
-    """A micro-batch that cannot split a step's batch fails now, not after hours of other steps."""
-    if micro in (None, "auto"):
-        return
-    for r in runs:
-        per_process = micro_batch_record(r, train_size, micro, world)["per_process"]
-        check_micro_batch(min(int(micro), per_process), per_process, mixes(r.design.recipe))
-
-
 def _silent(_: str) -> None:
     """The log of ranks other than 0."""
 
 
-def _train_all(s: Session, runs: list[PlannedRun]) -> list[str]:
+def _train_all(s: Session, runs: list[PlannedRun], batches: list[BatchPlan]) -> list[str]:
     """Train each run not finished and not held by another process; returns the labels of the held ones."""
     opts, dist = s.opts, s.dist
     workers = opts.machine.workers if opts.machine.workers is not None else default_workers(s.device)
@@ -125,7 +116,7 @@ def _train_all(s: Session, runs: list[PlannedRun]) -> list[str]:
     held = []
     bar = tqdm(runs, desc="roadmap", unit="run", disable=not (s.progress and dist.is_main), file=sys.stderr,
                dynamic_ncols=True)
-    for r in bar:
+    for r, batch in zip(bar, batches, strict=True):
         rd = RunDir(s.out / r.run_id)
         label = f"{r.spec} (seed {r.seed})"
         bar.set_postfix_str(label, refresh=True)
@@ -133,7 +124,7 @@ def _train_all(s: Session, runs: list[PlannedRun]) -> list[str]:
             decision = broadcast(dist, _decide(s, r, rd, stack) if dist.is_main else "train")
             if decision == "done":
                 if dist.is_main and not rd.config.exists():  # lost; the same (the directory is its hash)
-                    _write_config(s, r, rd)
+                    _write_config(s, r, rd, batch)  # "auto" unresolved: the run that measured it is gone
                     s.log(f"{label}: config.json was missing; written again")
                 s.log(_reused(rd, label))
                 continue
@@ -142,7 +133,7 @@ def _train_all(s: Session, runs: list[PlannedRun]) -> list[str]:
                 s.log(f"{label}: another process is training it; skipped")
                 continue
             barrier(dist)
-            result = train(_job(s, r, rd, label, workers, device_data))
+            result = train(_job(s, r, rd, label, workers, device_data, batch))
             status = result["status"] if result["status"] != "diverged" else \
                 f"diverged at epoch {result['diverged']['epoch']}"
             s.log(f"{label}: {status}, val top-1 {result['val_top1']}, {result['wall_seconds']:.1f} s")
@@ -151,29 +142,28 @@ def _train_all(s: Session, runs: list[PlannedRun]) -> list[str]:
 
 def _decide(s: Session, r: PlannedRun, rd: RunDir, stack: ExitStack) -> str:
     """Rank 0's decision for one run, under the run's lock (held in `stack`): done, held (by another process) or
-    train (its config.json written first); every rank follows it."""
+    train (its config.json is written by `train` once the batch plan is resolved); every rank follows it."""
     if rd.done:
         return "done"
     if not stack.enter_context(rd.lock()):
         return "held"
     if rd.done:  # finished by another process between our check and the lock
         return "done"
-    if not rd.config.exists():
-        _write_config(s, r, rd)
     return "train"
 
 
-def _write_config(s: Session, r: PlannedRun, rd: RunDir) -> None:
-    rd.write_config(config_for(r, s.splits.info, str(s.device), s.opts, s.dist.world))
+def _write_config(s: Session, r: PlannedRun, rd: RunDir, batch: BatchPlan) -> None:
+    rd.write_config(config_for(r, s.splits.info, str(s.device), s.opts, batch))
 
 
-def _job(s: Session, r: PlannedRun, rd: RunDir, label: str, workers: int, device_data) -> Job:
+def _job(s: Session, r: PlannedRun, rd: RunDir, label: str, workers: int, device_data, batch: BatchPlan) -> Job:
+    """The job of one run; it writes `config` (with its batch plan, "auto" resolved) before its first epoch."""
     info, how = s.splits.info, s.opts.training
     return Job(run_dir=rd, design=r.design, budget=r.budget, seed=r.seed, num_classes=info.num_classes,
                class_names=tuple(info.classes), train_set=s.splits.train, val_set=s.splits.val, device=s.device,
                workers=workers, compile=how.compile, progress=s.progress, log=s.log, label=label, dist=s.dist,
                init_from=how.init_from, tracker=s.opts.output.tracker, device_data=device_data, model_name=r.model,
-               micro_batch=how.micro_batch)
+               batch=batch, config=lambda plan: config_for(r, info, str(s.device), s.opts, plan))
 
 
 def _reused(rd: RunDir, label: str) -> str:

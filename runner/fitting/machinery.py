@@ -12,14 +12,14 @@ import torch.distributed as torch_dist
 
 from roadmap.errors import RoadmapError
 from roadmap.model import build_model, convert_sync_batchnorm
-from runner import recipes
 from runner.baselines import create
-from runner.batching import check_micro_batch
-from runner.checkpoint import load_pretrained
 from runner.devices import channels_last
-from runner.job import Job
-from runner.loaders import compiles_augment, limit_batches, loaders
-from runner.seeding import seed_everything
+from runner.fitting import timm_parts as recipes
+from runner.fitting.checkpoint import load_pretrained
+from runner.fitting.feed import compiles_augment, limit_batches, loaders
+from runner.fitting.job import Job, batch_plan_of
+from runner.fitting.seeding import seed_everything
+from runner.planning.batching import BatchPlan, check_micro_batch
 
 
 def configure_backends(dev: torch.device) -> None:
@@ -32,9 +32,12 @@ def configure_backends(dev: torch.device) -> None:
 
 
 @dataclass
-class Trainer:
-    """The machinery one run trains with (see `prepare`)."""
+class Machinery:
+    """What one run trains with (see `prepare`): its job and batch plan ("auto" resolved), the model in its three
+    roles, optimizer, schedule and its position, mixing and loss, EMA."""
 
+    job: Job
+    plan: BatchPlan  # how an optimizer step is reached, resolved
     model: torch.nn.Module  # the plain module: what is saved, what EMA follows
     forward_model: torch.nn.Module  # what runs forward: the model, maybe DDP-wrapped and compiled
     opt: torch.optim.Optimizer
@@ -43,11 +46,11 @@ class Trainer:
     ema: Any
     steps_per_epoch: int
     eval_model: torch.nn.Module | None = None  # what evaluates (no DDP wrapper: no collective per batch)
-    micro_batch: int | None = None  # images per forward/backward on this process; None: the whole batch
+    updates: int = 0  # optimizer steps so far: the schedule's position (restored from a checkpoint on resume)
     augment: str | None = None  # the device path's augmentation, "compiled" or "eager" (None: not recorded)
 
 
-def prepare(job: Job) -> Trainer:
+def prepare(job: Job) -> Machinery:
     """Model (channels-last on CUDA, pretrained weights, sync BN), optimizer, schedule, mixup/loss, EMA, DDP and
     torch.compile, exactly as `train` uses them (and `roadmap bench` measures them)."""
     recipe, budget, dev, main = job.design.recipe, job.budget, job.device, job.dist.is_main
@@ -66,8 +69,10 @@ def prepare(job: Job) -> Trainer:
         load_pretrained(model, job.init_from, job.log if main else (lambda _: None), job.label)
     if job.dist.active and recipe.sync_bn:  # keeps the channels-last BatchNorm of the blocks (SyncBatchNormLast)
         model = convert_sync_batchnorm(model)
-    train_loader, _ = loaders(job, 0)
-    steps_per_epoch = limit_batches(len(train_loader), budget.train_batches)
+    plan = batch_plan_of(job)
+    train_loader, _ = loaders(job, plan, 0)  # its length: the batches (micro-batches over accumulation steps)
+    steps_per_epoch = limit_batches(len(train_loader) // (plan.accumulation_steps if plan.split else 1),
+                                    budget.train_batches)
     if steps_per_epoch == 0:
         raise RoadmapError(
             f"the training set ({len(job.train_set)} images) is smaller than one batch; lower --batch-size"
@@ -87,18 +92,19 @@ def prepare(job: Job) -> Trainer:
     if job.compile:
         forward_model = torch.compile(forward_model)
         eval_model = torch.compile(model) if job.dist.active else forward_model
-    micro = micro_batch_for(job, model, train_loader.batch_size)
-    augment = warm_augment(job, micro)
-    return Trainer(model, forward_model, opt, sched, mix, ema, steps_per_epoch, eval_model, micro, augment)
+    plan = micro_batch_for(job, model, plan)
+    augment = warm_augment(job, plan)
+    return Machinery(job=job, plan=plan, model=model, forward_model=forward_model, opt=opt, sched=sched, mix=mix,
+                     ema=ema, steps_per_epoch=steps_per_epoch, eval_model=eval_model, augment=augment)
 
 
-def warm_augment(job: Job, micro: int | None) -> str | None:
+def warm_augment(job: Job, plan: BatchPlan) -> str | None:
     """Compile the device path's augmentation now, on one batch of the run's shape (falling back to eager, with a
     warning line, where it cannot compile), and say which one the run uses: "compiled", "eager", or None where
     there is nothing to record (no device path, no augmentation, or eager on CPU as before)."""
     if job.device_data is None or not job.design.recipe.train_augment or not compiles_augment(job):
         return None
-    train_loader, _ = loaders(job, 0, micro)
+    train_loader, _ = loaders(job, plan, 0)
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[job.device] if job.device.type == "cuda" else []):
         next(iter(train_loader))  # (the draws of the epochs are seeded apart: this batch changes none of them)
@@ -108,29 +114,28 @@ def warm_augment(job: Job, micro: int | None) -> str | None:
     return "eager" if failed else "compiled"
 
 
-def micro_batch_for(job: Job, model: torch.nn.Module, per_rank: int) -> int | None:
-    """Images per forward/backward on this process: None (the whole per-process batch), `job.micro_batch` checked,
-    or for "auto" the largest divisor of the batch whose training step fits in the GPU's free memory (measured by
+def micro_batch_for(job: Job, model: torch.nn.Module, plan: BatchPlan) -> BatchPlan:
+    """The batch plan with its micro-batch decided, once: as planned (None or N, checked by the plan), or for "auto"
+    the largest divisor of the per-process batch whose training step fits in the GPU's free memory (measured by
     trying it; on CPU the whole batch: memory is not the limit there)."""
-    micro = job.micro_batch
-    if micro is None:
-        return None
-    if micro == "auto":
-        if job.device.type != "cuda":
-            if job.dist.is_main:
-                job.log(f"{job.label}: --micro-batch auto on {job.device}: the whole batch ({per_rank}) per step")
-            return None
-        micro = _fitting_micro_batch(job, model, per_rank)
-        if job.dist.active:  # every rank must accumulate the same number of micro-batches
-            t = torch.tensor(float(micro), device=job.device)
-            torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MIN)
-            micro = int(t.item())
+    if plan.resolved:
+        return plan
+    per_rank = plan.per_process  # "auto" from here
+    if job.device.type != "cuda":
         if job.dist.is_main:
-            job.log(f"{job.label}: --micro-batch auto: {micro} images per forward/backward, "
-                    f"{per_rank // micro} accumulation step(s) per optimizer step")
+            job.log(f"{job.label}: --micro-batch auto on {job.device}: the whole batch ({per_rank}) per step")
+        return plan.with_micro_batch(per_rank)
+    micro = _fitting_micro_batch(job, model, per_rank)
+    if job.dist.active:  # every rank must accumulate the same number of micro-batches
+        t = torch.tensor(float(micro), device=job.device)
+        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MIN)
+        micro = int(t.item())
+    if job.dist.is_main:
+        job.log(f"{job.label}: --micro-batch auto: {micro} images per forward/backward, "
+                f"{per_rank // micro} accumulation step(s) per optimizer step")
     micro = min(int(micro), per_rank)  # a micro-batch as large as the batch: the whole batch at once
     check_micro_batch(micro, per_rank, recipes.mixes(job.design.recipe))
-    return None if micro >= per_rank else micro
+    return plan.with_micro_batch(micro)
 
 
 def _fitting_micro_batch(job: Job, model: torch.nn.Module, per_rank: int, headroom: float = 0.85) -> int:

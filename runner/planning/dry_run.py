@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from roadmap.errors import RoadmapError
-from runner.batching import batch_line, micro_batch_record
-from runner.planning import PlannedRun, complexity_of
+from runner.planning.batching import BatchPlan, batch_line
+from runner.planning.runs import PlannedRun, complexity_of
 from runner.store import RunDir
 from steps import Roadmap
 
@@ -29,17 +28,18 @@ def status_of(rd: RunDir) -> str:
     return "held by another process" if rd.is_locked() else "to do"
 
 
-def _micro_columns(record: dict[str, Any]) -> dict[str, Any]:
+def _micro_columns(plan: BatchPlan) -> dict[str, int | str]:
     """The dry run's micro-batch columns of one step ("auto" until the run measures the GPU)."""
-    return {"micro-batch": record["micro_batch"] or "auto", "accum steps": record["accumulation_steps"] or "auto"}
+    return {"micro-batch": plan.micro_batch or "auto", "accum steps": plan.accumulation_steps or "auto"}
 
 
-def print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Roadmap, log,
-                micro: int | str | None, world: int, device, notes: Sequence[str] = ()) -> None:
-    """Log the plan: one row per run, then the budget rules and the batch lines of the steps, then `notes` (what
-    else the plan rests on: data not here yet, the checkpoint a fine-tuning run starts from)."""
+def print_plan(runs: list[PlannedRun], batches: list[BatchPlan], out: Path, info, header: str, regime: Roadmap,
+               log, device, notes: Sequence[str] = ()) -> None:
+    """Log the plan: one row per run (`batches`: each one's batch plan), then the budget rules and the batch lines
+    of the steps, then `notes` (what else the plan rests on: data not here yet, the checkpoint a fine-tuning run
+    starts from)."""
     rows = []
-    for r in runs:
+    for r, b in zip(runs, batches, strict=True):
         c = complexity_of(r, info.num_classes, regime)
         images = r.budget.epochs * (min(info.train_size, r.budget.train_batches * r.budget.batch_size)
                                     if r.budget.train_batches else info.train_size)
@@ -48,7 +48,7 @@ def print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Roa
             "params (M, as trained)": round(c.params / 1e6, 3),
             f"GFLOPs@{r.budget.img_size} (as trained)": round(c.gflops_run, 4),
             "epochs": r.budget.epochs, "batch": r.budget.batch_size,
-            **(_micro_columns(micro_batch_record(r, info.train_size, micro, world)) if micro is not None else {}),
+            **(_micro_columns(b) if b.requested is not None else {}),
             "lr": f"{r.budget.lr:.3g}",
             "train PFLOPs": round(3 * c.gflops_run * images / 1e6, 3),  # forward + backward ~ 3x forward
             "status": status_of(RunDir(out / r.run_id)),
@@ -59,7 +59,7 @@ def print_plan(runs: list[PlannedRun], out: Path, info, header: str, regime: Roa
     log(f"estimated training compute: {total:.3f} PFLOPs (3 x forward GFLOPs x images x epochs); out: {out}")
     for rule in dict.fromkeys(r.budget.epochs_rule for r in runs):
         log(f"budget: {rule}")
-    for line in dict.fromkeys(batch_line(r, info.train_size, micro, world, device) for r in runs):
+    for line in dict.fromkeys(batch_line(b, device) for b in batches):
         log(line)
     for note in notes:
         log(note)

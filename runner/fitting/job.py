@@ -1,4 +1,4 @@
-"""One training run's inputs: the `Job` every training module reads."""
+"""One training run's inputs: the `Job` every training module reads, with the batch plan it carries."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import torch
 from torch.utils.data import Dataset
 
 from roadmap.design import Design
-from runner.budget import Budget
+from roadmap.schema import RunConfig
 from runner.dist import SINGLE, Dist
+from runner.fitting.timm_parts import mixes
+from runner.planning.batching import BatchPlan, plan_batch
+from runner.planning.budget import Budget
 from runner.store import RunDir
 
 
@@ -38,5 +41,13 @@ class Job:
     tracker: str | None = None  # "tensorboard" or "wandb": mirror each epoch's metrics there
     device_data: tuple[Any, Any] | None = None  # (train, val) DeviceDatasets: augment on the device (device_data)
     model_name: str | None = None  # a timm baseline: this model instead of the design's network
-    micro_batch: int | str | None = None  # images per forward/backward on each process (gradient accumulation);
+    batch: BatchPlan | None = None  # how an optimizer step is reached (None: the whole batch, see `batch_plan_of`)
+    config: Callable[[BatchPlan], RunConfig] | None = None  # config.json, written once the plan is resolved
 
+
+def batch_plan_of(job: Job) -> BatchPlan:
+    """The job's batch plan: the one it carries, or (a job built without one, as benchmarks and tests do) the whole
+    batch, split over the processes."""
+    if job.batch is not None:
+        return job.batch
+    return plan_batch(job.budget.batch_size, len(job.train_set), mixes(job.design.recipe), job.dist.world)

@@ -10,14 +10,24 @@ from typing import Any
 
 from roadmap import schema
 from roadmap.complexity import count
-from roadmap.design import FINETUNE_RECIPE, Design, to_dict
+from roadmap.design import Design
 from roadmap.errors import RoadmapError
+from roadmap.fields import to_dict
+from roadmap.recipe import FINETUNE_RECIPE
 from runner import baselines as timm_baselines
-from runner.budget import Budget, apply_budget, crop_for, get_preset, make_budget, scale_regularization, stem_stride_for
-from runner.options import RunOptions
-from runner.overrides import parse_sets
-from runner.provenance import code_version
-from runner.selection import select_steps
+from runner.planning.budget import (
+    Budget,
+    apply_budget,
+    crop_for,
+    get_preset,
+    make_budget,
+    scale_regularization,
+    stem_stride_for,
+)
+from runner.planning.options import RunOptions
+from runner.planning.overrides import parse_sets
+from runner.planning.provenance import code_version
+from runner.planning.selection import select_steps
 from runner.store import run_id
 from steps import Roadmap, get_regime, low_resolution, scaled
 
@@ -64,7 +74,7 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
                                          net=dataclasses.replace(design.net, head_init_scale=0.001))
         design = _adapt(design, preset, img_size, net_sets, recipe_sets, finetune=init is not None)
         if init and model is None:
-            from runner.checkpoint import InitWeights  # torch: only for a fine-tuning plan
+            from runner.fitting.checkpoint import InitWeights  # torch: only for a fine-tuning plan
 
             weights = weights or InitWeights(how.init_from)
             weights.check(spec, design.net, num_classes, regime, net_sets, preset)

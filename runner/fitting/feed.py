@@ -10,13 +10,13 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from runner import recipes
-from runner.batching import split_batch
-from runner.budget import Budget
 from runner.device_data import DeviceLoader, GpuAugment, GpuEval
 from runner.dist import Shard, ShardedPermutation
-from runner.job import Job
-from runner.seeding import epoch_seed
+from runner.fitting import timm_parts as recipes
+from runner.fitting.job import Job
+from runner.fitting.seeding import epoch_seed
+from runner.planning.batching import BatchPlan
+from runner.planning.budget import Budget
 
 
 class Transformed(Dataset):
@@ -38,24 +38,19 @@ def eval_batch_size(batch: int) -> int:
     return min(2 * batch, 512)
 
 
-def rank_batch(job: Job, n_train: int) -> int:
-    """The training images each process takes per optimizer step: the global batch (at most the training set, even
-    when mixing) over the processes."""
-    return split_batch(job.budget.batch_size, n_train, recipes.mixes(job.design.recipe), job.dist.world)
-
-
-def loaders(job: Job, epoch: int, micro: int | None = None):
+def loaders(job: Job, plan: BatchPlan, epoch: int):
     """Training batches from a seeded permutation (sharded over ranks), evaluation in order (sharded too).
 
-    With `micro`, the training loader yields micro-batches of `micro` images, `rank_batch / micro` of them per
-    optimizer step (the same images as one batch: consecutive slices of the rank's order).
+    The training loader yields the plan's micro-batches: `plan.per_process / plan.micro_batch` of them per optimizer
+    step when the micro-batch splits the batch (the same images as one batch: consecutive slices of the rank's
+    order), else whole per-process batches.
     With `device_data`, both come from the device-resident path instead (images never leave the device)."""
     recipe, b, d = job.design.recipe, job.budget, job.dist
     if job.device_data is not None:
-        return _device_loaders(job, epoch, micro)
+        return _device_loaders(job, plan, epoch)
     train = Transformed(job.train_set, recipes.train_transform(recipe, b.img_size))
     val = Transformed(job.val_set, recipes.eval_transform(recipe, b.img_size))
-    per_rank = micro or rank_batch(job, len(train))
+    per_rank = plan.split or plan.per_process
     common = dict(num_workers=job.workers, pin_memory=job.device.type == "cuda", persistent_workers=False)
     sampler = ShardedPermutation(len(train), epoch_seed(job.seed, epoch), d.rank, d.world)
     train_loader = DataLoader(train, batch_size=per_rank, sampler=sampler, drop_last=True, **common)
@@ -78,11 +73,11 @@ def compiles_augment(job: Job) -> bool:
     return job.compile or job.device.type == "cuda"
 
 
-def _device_loaders(job: Job, epoch: int, micro: int | None = None):
+def _device_loaders(job: Job, plan: BatchPlan, epoch: int):
     """The device-resident path's loaders (see `loaders`)."""
     recipe, b, dev, d = job.design.recipe, job.budget, job.device, job.dist
     train_data, val_data = job.device_data
-    per_rank = micro or rank_batch(job, len(train_data))  # each rank mixes its own part of the batch
+    per_rank = plan.split or plan.per_process  # each rank mixes its own part of the batch
     augment = _augment(recipe, b.img_size, job.num_classes, dev) if recipe.train_augment else GpuEval(
         recipe, b.img_size, dev)
     common = dict(seed=job.seed, epoch=epoch, rank=d.rank, world=d.world)

@@ -17,7 +17,7 @@ from roadmap.errors import RoadmapError
 from roadmap.model import build_model
 from roadmap.network import Network
 from roadmap.weights import load_checkpoint as load_weights
-from runner.job import Job
+from runner.fitting.job import Job
 from runner.store import RunDir
 
 

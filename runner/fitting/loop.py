@@ -7,7 +7,8 @@ import contextlib
 import math
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,23 +16,27 @@ from tqdm.auto import tqdm
 
 from runner.devices import to_device
 from runner.dist import SINGLE, Dist, all_reduce_sum, synchronize
-from runner.loaders import rank_batch
+
+if TYPE_CHECKING:
+    from runner.fitting.machinery import Machinery
 
 
-def train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, steps, epoch,
-                time_first_step: bool = False, micro: int | None = None):
-    """One epoch of `steps` optimizer steps; returns (stats, updates, diverged). Host syncs only every `check_every`
-    steps on CUDA.
+def train_epoch(m: Machinery, loader, epoch: int, *, steps: int | None = None, time_first_step: bool = False
+                ) -> tuple[dict[str, Any], bool]:
+    """One epoch of `steps` optimizer steps (default: the machinery's steps per epoch); returns (stats, diverged)
+    and moves `m.updates` on. Host syncs only every `check_every` steps on CUDA.
 
-    `model` is what runs forward (maybe DDP-wrapped or compiled), `raw_model` the plain module EMA follows.
-    With `micro` the loader yields micro-batches and each step accumulates the gradients of `accum` of them (the
-    per-process batch over `micro`), each loss weighted 1 / accum, so the step's gradient is the batch's mean; under
-    DDP the gradients are all-reduced once per step (`no_sync` on the others). BatchNorm sees micro-batch statistics.
-    With `time_first_step` (the first epoch of a compiled model) the first step, which compiles, is timed apart:
-    its seconds are `compile_seconds`, and images/s counts the steps after it."""
+    `m.forward_model` is what runs forward (maybe DDP-wrapped or compiled), `m.model` the plain module EMA follows.
+    When the batch plan's micro-batch splits the batch, the loader yields micro-batches and each step accumulates
+    the gradients of the plan's accumulation steps of them, each loss weighted 1 / accum, so the step's gradient is
+    the batch's mean; under DDP the gradients are all-reduced once per step (`no_sync` on the others). BatchNorm
+    sees micro-batch statistics. With `time_first_step` (the first epoch of a compiled model) the first step, which
+    compiles, is timed apart: its seconds are `compile_seconds`, and images/s counts the steps after it."""
+    job, model, opt = m.job, m.forward_model, m.opt
     recipe, dev, d = job.design.recipe, job.device, job.dist
     check_every = CUDA_CHECK_EVERY if dev.type == "cuda" else 1
-    accum = 1 if micro is None else _accumulation(job, loader, micro)
+    accum = m.plan.accumulation_steps if m.plan.split else 1
+    steps = m.steps_per_epoch if steps is None else steps
     steps = min(steps, len(loader) // accum)  # never more steps than the loader has whole batches for
     model.train()
     sums = _Sums(dev)
@@ -43,15 +48,15 @@ def train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, st
     t0 = time.perf_counter()
     for i in range(steps):
         opt.zero_grad(set_to_none=True)
-        _accumulate(model, mix, batches, accum, dev, d, sums)
+        _accumulate(model, m.mix, batches, accum, dev, d, sums)
         if recipe.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         opt.step()
-        updates += 1
+        m.updates += 1
         done = i + 1
-        sched.step_update(updates)
-        if ema is not None:
-            ema.update(raw_model, step=updates)
+        m.sched.step_update(m.updates)
+        if m.ema is not None:
+            m.ema.update(m.model, step=m.updates)
         if time_first_step and i == 0:
             synchronize(dev)
             first_step, first_images = time.perf_counter() - t0, sums.seen
@@ -65,7 +70,7 @@ def train_epoch(job, model, raw_model, loader, opt, sched, mix, ema, updates, st
     seconds = time.perf_counter() - t0
     bar.close()
     stats = sums.stats(d, done, seconds, first_step, first_images)
-    return stats, updates, bad or not math.isfinite(stats["train_loss"])
+    return stats, bad or not math.isfinite(stats["train_loss"])
 
 
 CUDA_CHECK_EVERY = 25
@@ -154,15 +159,21 @@ def _accumulate(model, mix, batches, accum: int, dev: torch.device, d: Dist, sum
         sums.seen += y.shape[0]  # images (soft targets from the device path are (B, classes))
 
 
-def _accumulation(job, loader, micro: int) -> int:
-    """Micro-batches per optimizer step: the per-process batch over the loader's micro-batch."""
-    n = len(loader.data) if hasattr(loader, "data") else len(loader.dataset)
-    return rank_batch(job, n) // micro
+@dataclass(frozen=True)
+class Evaluation:
+    """What `evaluate` measured: loss, top-1 and top-5 (percent), the confusion matrix (rows: truth, columns:
+    prediction), and with `time_first_batch` the first batch's seconds (a compiled eval graph compiles there)."""
+
+    val_loss: float
+    val_top1: float
+    val_top5: float
+    confusion: list[list[int]]
+    first_batch_seconds: float | None = None
 
 
 @torch.no_grad()
 def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: int,
-             dist: Dist = SINGLE, time_first_batch: bool = False) -> dict[str, Any]:
+             dist: Dist = SINGLE, time_first_batch: bool = False) -> Evaluation:
     """Loss, top-1, top-5 and the confusion matrix on (at most `max_batches` of) the validation set,
     summed over the ranks' shards.
 
@@ -210,15 +221,8 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
                                  confusion.double()]))
     loss_total, top1_n, top5_n, seen = values[0], values[1], values[2], max(values[3], 1.0)
     matrix = [[int(v) for v in values[4 + r * num_classes: 4 + (r + 1) * num_classes]] for r in range(num_classes)]
-    result = {
-        "val_loss": loss_total / seen,
-        "val_top1": 100.0 * top1_n / seen,
-        "val_top5": 100.0 * top5_n / seen,
-        "confusion": matrix,
-    }
-    if time_first_batch:
-        result["first_batch_seconds"] = first or 0.0
-    return result
+    return Evaluation(val_loss=loss_total / seen, val_top1=100.0 * top1_n / seen, val_top5=100.0 * top5_n / seen,
+                      confusion=matrix, first_batch_seconds=(first or 0.0) if time_first_batch else None)
 
 
 def per_class(confusion: list[list[int]], names: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from roadmap.design import Network, Recipe, parse_value
 from roadmap.errors import RoadmapError, unknown
+from roadmap.fields import parse_value
+from roadmap.network import Network
+from roadmap.recipe import Recipe
 
 
 def parse_sets(sets: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:

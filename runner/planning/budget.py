@@ -12,8 +12,10 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from roadmap.design import Crop, Design, Recipe, Schedule
+from roadmap.choices import Crop, Schedule
+from roadmap.design import Design
 from roadmap.errors import RoadmapError, unknown
+from roadmap.recipe import Recipe
 from roadmap.schema import Budget  # the record type config.json stores; derived here (make_budget)
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from roadmap.errors import RoadmapError
 from runner.data import load_dataset
-from runner.options import RunOptions
-from runner.planning import PlannedRun, plan
-from runner.run import default_out
-from runner.run_records import write_plan
+from runner.launchers.local import default_out
+from runner.planning.options import RunOptions
+from runner.planning.run_records import write_plan
+from runner.planning.runs import PlannedRun, plan
 from runner.store import RunDir, ensure_writable
 
 

@@ -1,11 +1,12 @@
 """Train and evaluate one run, resumable at every epoch, with the same result as an uninterrupted run.
 
-Determinism: every epoch re-seeds Python, NumPy and torch from (seed, epoch) (runner.seeding), and the checkpoint
-holds the model, optimizer, EMA and metrics history (runner.checkpoint); so a run killed at any moment and resumed
-from its last checkpoint repeats the lost epoch exactly (on CPU, same thread count).
+Determinism: every epoch re-seeds Python, NumPy and torch from (seed, epoch) (runner.fitting.seeding), and the
+checkpoint holds the model, optimizer, EMA and metrics history (runner.fitting.checkpoint); so a run killed at any
+moment and resumed from its last checkpoint repeats the lost epoch exactly (on CPU, same thread count).
 
-The parts: runner.job (the inputs), runner.trainer (model, optimizer, schedule, EMA...), runner.loaders (the
-batches), runner.loop (one epoch, evaluation); this module runs the epochs and writes the records.
+The parts: runner.fitting.job (the inputs), runner.fitting.machinery (model, optimizer, schedule, EMA...),
+runner.fitting.feed (the batches), runner.fitting.loop (one epoch, evaluation); this module runs the epochs and
+writes the records.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from typing import Any
 
 import torch
 
+from roadmap.errors import RoadmapError
 from roadmap.schema import ClassScore, Diverged, EpochMetrics, RunResult
-from runner.checkpoint import CheckpointWriter, load_checkpoint
 from runner.dist import barrier
-from runner.job import Job
-from runner.loaders import limit_batches, loaders, val_batches_at
-from runner.loop import evaluate, per_class, train_epoch
-from runner.seeding import epoch_seed, rank_seed, seed_everything
+from runner.fitting.checkpoint import CheckpointWriter, load_checkpoint
+from runner.fitting.feed import limit_batches, loaders, val_batches_at
+from runner.fitting.job import Job
+from runner.fitting.loop import Evaluation, evaluate, per_class, train_epoch
+from runner.fitting.machinery import Machinery, prepare
+from runner.fitting.seeding import epoch_seed, rank_seed, seed_everything
+from runner.fitting.tracking import Tracker, make_tracker
+from runner.planning.batching import BatchPlan
 from runner.store import atomic_write_bytes
-from runner.tracking import Tracker, make_tracker
-from runner.trainer import Trainer, prepare
 
 
 @dataclass
@@ -34,21 +37,20 @@ class Progress:
     """Where a run stands: fresh, or restored from its checkpoint, then updated epoch by epoch."""
 
     start_epoch: int = 0
-    updates: int = 0  # optimizer steps so far (the schedule's position)
     history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per finished epoch
     wall: float = 0.0  # seconds of training and evaluation so far
     diverged: dict[str, Any] | None = None
-    last_eval: dict[str, Any] = field(default_factory=dict)
+    last_eval: Evaluation | None = None
 
 
 def train(job: Job) -> dict[str, Any]:
     """Train `job` to the end of its budget (resuming if a checkpoint exists); write and return result.json."""
     main = job.dist.is_main
     state = load_checkpoint(job)
-    t = prepare(job)
-    if main:
-        _record_micro_batch(job, t)
-        _record_augment(job, t)
+    job = _recorded_batch(job)
+    t = prepare(job)  # decides the batch plan ("auto": measured once) and the augmentation (compiled or eager)
+    if main and job.config is not None and not job.run_dir.config.exists():
+        job.run_dir.write_config(replace(job.config(t.plan), augment=t.augment))  # once, with both decided
     p = _resume(job, t, state)
     tracker = make_tracker(job.tracker, job.run_dir.root, job.run_dir.root.name, job.design.to_dict()) \
         if main and job.tracker else None
@@ -68,29 +70,24 @@ def train(job: Job) -> dict[str, Any]:
     return result.to_dict()
 
 
-def _record_micro_batch(job: Job, t: Trainer) -> None:
-    """With --micro-batch auto, config.json gets the micro-batch the run chose."""
-    if job.micro_batch != "auto" or not job.run_dir.config.exists():
-        return
-    config = job.run_dir.read_config()
-    if config.micro_batch is not None:
-        per_process = config.micro_batch["per_process"]
-        chosen = t.micro_batch or per_process
-        micro = dict(config.micro_batch, micro_batch=chosen, accumulation_steps=per_process // chosen)
-        job.run_dir.write_config(replace(config, micro_batch=micro))
+def _recorded_batch(job: Job) -> Job:
+    """A resumed run keeps the batch plan its config.json records ("auto" as measured when it started), so the
+    resumed epochs are computed as the first ones were."""
+    planned = job.batch
+    if planned is None or planned.resolved or not job.run_dir.config.exists():
+        return job
+    try:
+        record = job.run_dir.read_config().micro_batch
+    except RoadmapError:
+        return job
+    if not record or record.get("micro_batch") is None:
+        return job
+    recorded = BatchPlan.from_record(record)
+    same = (recorded.per_process, recorded.processes) == (planned.per_process, planned.processes)
+    return replace(job, batch=recorded) if same else job
 
 
-def _record_augment(job: Job, t: Trainer) -> None:
-    """config.json gets the augmentation the run uses (compiled or eager) where that is a choice: on CUDA, or with
-    --compile; CPU runs without --compile keep their records as they were."""
-    if t.augment is None or not job.run_dir.config.exists():
-        return
-    config = job.run_dir.read_config()
-    if config.augment != t.augment:
-        job.run_dir.write_config(replace(config, augment=t.augment))
-
-
-def _resume(job: Job, t: Trainer, state: dict[str, Any] | None) -> Progress:
+def _resume(job: Job, t: Machinery, state: dict[str, Any] | None) -> Progress:
     """The progress a checkpoint's `state` holds (loaded into the model, optimizer and EMA), or a fresh start;
     metrics.jsonl is rewritten to match it, and the schedule moved to its step."""
     p = Progress()
@@ -99,25 +96,23 @@ def _resume(job: Job, t: Trainer, state: dict[str, Any] | None) -> Progress:
         t.opt.load_state_dict(state["optimizer"])
         if t.ema is not None and state.get("ema") is not None:
             t.ema.load_state_dict(state["ema"])
-        p = Progress(state["epoch"], state["updates"], state["history"], state["wall"])
+        p = Progress(state["epoch"], state["history"], state["wall"])
+        t.updates = state["updates"]
         if job.dist.is_main:
             job.log(f"{job.label}: resuming after epoch {p.start_epoch}/{job.budget.epochs}")
     if job.dist.is_main:
         job.run_dir.write_metrics(p.history)
-    t.sched.step_update(p.updates)
+    t.sched.step_update(t.updates)
     return p
 
 
-def _epoch(job: Job, t: Trainer, p: Progress, epoch: int, writer: CheckpointWriter, tracker: Tracker | None) -> bool:
+def _epoch(job: Job, t: Machinery, p: Progress, epoch: int, writer: CheckpointWriter, tracker: Tracker | None) -> bool:
     """Train and evaluate one epoch and record it; False when the loss diverged (the run stops there)."""
     budget, main = job.budget, job.dist.is_main
     t0 = time.perf_counter()
     seed_everything(rank_seed(epoch_seed(job.seed, epoch), job.dist.rank))
-    train_loader, val_loader = loaders(job, epoch, t.micro_batch)
-    stats, p.updates, bad = train_epoch(
-        job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, p.updates, t.steps_per_epoch,
-        epoch, time_first_step=job.compile and epoch == p.start_epoch, micro=t.micro_batch,
-    )
+    train_loader, val_loader = loaders(job, t.plan, epoch)
+    stats, bad = train_epoch(t, train_loader, epoch, time_first_step=job.compile and epoch == p.start_epoch)
     lr = t.opt.param_groups[0]["lr"]
     if bad:
         p.diverged = {"epoch": epoch + 1, "lr": lr}
@@ -132,9 +127,9 @@ def _epoch(job: Job, t: Trainer, p: Progress, epoch: int, writer: CheckpointWrit
     seconds = time.perf_counter() - t0
     p.wall += seconds
     row = EpochMetrics(
-        epoch=epoch + 1, **stats, **{k: p.last_eval[k] for k in ("val_loss", "val_top1", "val_top5")}, lr=lr,
-        seconds=round(seconds, 3),
-        eval_compile_seconds=round(p.last_eval["first_batch_seconds"], 3) if first_eval else None,
+        epoch=epoch + 1, **stats, val_loss=p.last_eval.val_loss, val_top1=p.last_eval.val_top1,
+        val_top5=p.last_eval.val_top5, lr=lr, seconds=round(seconds, 3),
+        eval_compile_seconds=round(p.last_eval.first_batch_seconds, 3) if first_eval else None,
     ).to_dict()
     p.history.append(row)
     if main:
@@ -142,7 +137,7 @@ def _epoch(job: Job, t: Trainer, p: Progress, epoch: int, writer: CheckpointWrit
     return True
 
 
-def _record_epoch(job: Job, t: Trainer, p: Progress, row: dict[str, Any], writer: CheckpointWriter,
+def _record_epoch(job: Job, t: Machinery, p: Progress, row: dict[str, Any], writer: CheckpointWriter,
                   tracker: Tracker | None) -> None:
     """An epoch's metrics line (and tracker entry), its checkpoint, and a line of log without progress bars."""
     job.run_dir.append_metrics(row)
@@ -150,13 +145,13 @@ def _record_epoch(job: Job, t: Trainer, p: Progress, row: dict[str, Any], writer
         tracker.log_epoch(row)
     writer.save({"model": t.model.state_dict(), "optimizer": t.opt.state_dict(),
                  "ema": t.ema.state_dict() if t.ema is not None else None, "epoch": row["epoch"],
-                 "updates": p.updates, "history": p.history, "wall": p.wall})
+                 "updates": t.updates, "history": p.history, "wall": p.wall})
     if not job.progress:
         job.log(f"{job.label}: epoch {row['epoch']}/{job.budget.epochs} loss {row['train_loss']:.3f} "
                 f"val top-1 {row['val_top1']:.2f} ({row['images_per_s']:.0f} img/s)")
 
 
-def _write_result(job: Job, t: Trainer, result: RunResult, finished: bool) -> None:
+def _write_result(job: Job, t: Machinery, result: RunResult, finished: bool) -> None:
     """result.json, the final weights (EMA's when the recipe keeps one; none for a diverged run), and the
     checkpoints removed."""
     job.run_dir.write_result(result)
@@ -183,7 +178,7 @@ def _result(job: Job, history, last_eval, diverged, wall) -> RunResult:
         eval_compile_seconds=round(sum(r.get("eval_compile_seconds") or 0.0 for r in history), 3)
         if job.compile else None,
         diverged=Diverged(**diverged) if diverged else None,
-        per_class=[ClassScore.from_dict(c) for c in per_class(last_eval["confusion"], job.class_names)]
-        if last_eval else [],
+        per_class=[ClassScore.from_dict(c) for c in per_class(last_eval.confusion, job.class_names)]
+        if last_eval is not None else [],
     )
 

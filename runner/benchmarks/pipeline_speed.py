@@ -1,7 +1,7 @@
 """`roadmap bench`: the whole training pipeline of each step, beside a plain timm-style loop on the same model.
 
-Ours is what `roadmap run` trains with (`runner.trainer.prepare` and `runner.loop.train_epoch`): images held on
-the device and augmented there in batches (the data path `roadmap run` would choose), bf16 autocast and
+Ours is what `roadmap run` trains with (`runner.fitting.machinery.prepare` and `runner.fitting.loop.train_epoch`):
+images held on the device and augmented there in batches (the data path `roadmap run` would choose), bf16 autocast and
 channels-last on CUDA, fused AdamW, optional torch.compile, no host syncs in the step loop, evaluation at twice
 the training batch.
 The reference is the loop timm-style scripts run: a DataLoader with worker processes decoding and augmenting
@@ -30,20 +30,20 @@ from torch.utils.data import DataLoader
 
 from roadmap.complexity import count
 from roadmap.model import build_model
-from runner import recipes
-from runner.bench import mfu_percent, peak_tflops
-from runner.budget import IMAGENETTE_SHAPED
+from runner.benchmarks.model_speed import mfu_percent, peak_tflops
 from runner.data import load_dataset
 from runner.devices import choose_data_path, default_workers, to_device
 from runner.dist import synchronize
-from runner.job import Job
-from runner.loaders import Transformed, eval_batch_size, loaders
-from runner.loop import evaluate, train_epoch
-from runner.options import RunOptions, Selection, Training
-from runner.planning import plan
-from runner.seeding import seed_everything
+from runner.fitting import timm_parts as recipes
+from runner.fitting.feed import Transformed, eval_batch_size, loaders
+from runner.fitting.job import Job
+from runner.fitting.loop import evaluate, train_epoch
+from runner.fitting.machinery import prepare
+from runner.fitting.seeding import seed_everything
+from runner.planning.budget import IMAGENETTE_SHAPED
+from runner.planning.options import RunOptions, Selection, Training
+from runner.planning.runs import plan
 from runner.store import RunDir
-from runner.trainer import prepare
 
 
 @dataclass
@@ -94,20 +94,18 @@ def _timed_eval(evaluate: Callable[[], int], dev: torch.device) -> float:
 
 
 def measure_ours(job, warmup: int, iters: int) -> Measured:
-    """`roadmap run`'s own training step loop and evaluation on `job` (see runner.train)."""
+    """`roadmap run`'s own training step loop and evaluation on `job` (see runner.fitting.fit)."""
     dev = job.device
     t0 = time.perf_counter()
     t = prepare(job)  # (a run's one-time work: the model, and on CUDA or with --compile the augmentation's compile)
-    train_loader, val_loader = loaders(job, 0)
+    train_loader, val_loader = loaders(job, t.plan, 0)
     synchronize(dev)
-    _, updates, _ = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, 0,
-                                 min(warmup, len(train_loader)), 0)
+    train_epoch(t, train_loader, 0, steps=min(warmup, len(train_loader)))
     synchronize(dev)
     warm = time.perf_counter() - t0
-    train_loader, val_loader = loaders(job, 1)
+    train_loader, val_loader = loaders(job, t.plan, 1)
     _reset_memory(dev)
-    stats, _, _ = train_epoch(job, t.forward_model, t.model, train_loader, t.opt, t.sched, t.mix, t.ema, updates,
-                               iters, 1)
+    stats, _ = train_epoch(t, train_loader, 1, steps=iters)
     memory = _peak_memory(dev)
     eval_model = t.ema.module if t.ema is not None else t.forward_model
     n_val = len(val_loader.data) if hasattr(val_loader, "data") else len(val_loader.dataset)
@@ -120,7 +118,7 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     batch = train_loader.batch_size
     augment = eager = None
     if job.device_data is not None and len(train_loader) > 1:
-        augment_loader = loaders(job, 2)[0]
+        augment_loader = loaders(job, t.plan, 2)[0]
         augment = augment_ms_per_batch(augment_loader, dev)
         if augment_loader.compiled and getattr(augment_loader.transform, "compile_failed", "") is None:
             augment_loader.compiled = False  # the eager augmentation, for comparison: what compiling it buys

@@ -16,7 +16,8 @@ from timm.scheduler.scheduler import Scheduler
 from torch import nn
 from torchvision import transforms
 
-from roadmap.design import Crop, Optimizer, Recipe, Schedule
+from roadmap.choices import Crop, Optimizer, Schedule
+from roadmap.recipe import Recipe
 
 WARMUP_LR_INIT = 1e-6
 

@@ -11,16 +11,17 @@ from pathlib import Path
 from roadmap import schema
 from runner import baselines as timm_baselines
 from runner import store
-from runner.batching import micro_batch_record
-from runner.options import RunOptions
-from runner.planning import PlannedRun, complexity_of, described, seeds_of
-from runner.provenance import code_version, git_revision, now, package_versions
-from runner.selection import order_specs, order_steps
+from runner.planning.batching import BatchPlan
+from runner.planning.options import RunOptions
+from runner.planning.provenance import code_version, git_revision, now, package_versions
+from runner.planning.runs import PlannedRun, complexity_of, described, seeds_of
+from runner.planning.selection import order_specs, order_steps
 from steps import Roadmap, get_regime
 
 
-def config_for(run: PlannedRun, info, device: str, opts: RunOptions, world: int = 1) -> schema.RunConfig:
-    """config.json: everything needed to reproduce the run and to report on it without the code."""
+def config_for(run: PlannedRun, info, device: str, opts: RunOptions, batch: BatchPlan) -> schema.RunConfig:
+    """config.json: everything needed to reproduce the run and to report on it without the code; `batch`: how its
+    optimizer step is reached (recorded when --micro-batch was given, "auto" resolved by then)."""
     regime = get_regime(opts.selection.regime)
     img = run.budget.img_size
     c = complexity_of(run, info.num_classes, regime)
@@ -36,7 +37,6 @@ def config_for(run: PlannedRun, info, device: str, opts: RunOptions, world: int 
             "section": schema.Section(step.section.key, step.section.number, step.section.title),
             "paper": schema.PaperNumbers(step.paper_top1, step.paper_gflops, step.footnote) if is_paper_step else None,
         }
-    micro = opts.training.micro_batch
     return schema.RunConfig(
         run_id=run.run_id, step=run.spec, **step_fields, seed=run.seed, regime=regime.name,
         complexity=dataclasses.replace(c, gflops_run=round(c.gflops_run, 5), gflops_224=round(c.gflops_224, 4)),
@@ -47,7 +47,7 @@ def config_for(run: PlannedRun, info, device: str, opts: RunOptions, world: int 
         code_version=code_version(), git_revision=git_revision(), packages=package_versions(),
         command=opts.output.command, created=now(),
         # only when asked for: how each optimizer step is computed (not part of the run's identity, like --nproc)
-        micro_batch=micro_batch_record(run, info.train_size, micro, world) if micro is not None else None,
+        micro_batch=batch.record(),
     )
 
 
