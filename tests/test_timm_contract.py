@@ -16,35 +16,16 @@ import copy
 import pytest
 import timm
 import torch
+from test_tracing import KEY_STEPS, TINY, randomize, x32  # (tests/ is on the path: pytest's rootdir mode)
 
 import roadmap.timm_models  # noqa: F401  (registers timm.create_model("roadmap_<step>"))
 from roadmap.complexity import count
 from roadmap.errors import RoadmapError
 from steps import NAMES, design_for
 
-TINY = dict(width_mult=0.125, depth_mult=0.34)
-# the steps where BatchNormLast, LayerNorm and each endpoint first appear, and the ones that change the stem
-KEY_STEPS = ["resnet50", "patchify_stem", "move_up_dwconv", "fewer_norms", "layer_norm", "convnext_tiny"]
-
 
 def tiny(name, **kwargs):
     return timm.create_model(f"roadmap_{name}", **{"num_classes": 5, **TINY, **kwargs})
-
-
-def randomize(model):
-    """Non-trivial norm statistics and scales, so that a misplaced or skipped layer shows in the output."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, t in [*model.named_parameters(), *model.named_buffers()]:
-            if name.endswith("running_mean"):
-                t.copy_(torch.rand(t.shape, generator=g) * 0.2 - 0.1)
-            elif name.endswith(("running_var", "gamma")) or ("norm" in name and name.endswith("weight")):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-    return model
-
-
-def x32(n=2):
-    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
 # --------------------------------------------------------------------------------------------------
