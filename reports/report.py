@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from reports import figures
+from reports.elapsed import wall_time_line
 from reports.records import aliases, curves, load_runs, read_plan
 from reports.table import display_frame, fmt_gflops, fmt_num, fmt_top1, spearman, summarize, to_markdown
 from reports.verdict import (
@@ -195,7 +196,16 @@ def header_lines(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
                          if isinstance(p, dict) and p)
     if packages:
         lines.append(f"- **Packages**: {' / '.join(packages)}")
-    created = sorted(_distinct(present["created"]))
+    lines += [*_when(runs, plan), "", *_epoch_ratio(present)]
+    commands = [plan.command] if plan and plan.command else _distinct(present["command"])
+    if commands:
+        lines += ["Reproduce with:", "", "```sh", *commands, "```", ""]
+    return lines
+
+
+def _when(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
+    """'What was run''s dates (plan written, runs created), and the elapsed wall time where the records say it."""
+    created = sorted(_distinct(runs.loc[runs["status"] != "missing", "created"]))
     if not created:
         dates = "run dates not recorded"
     elif len(created) == 1:
@@ -204,12 +214,8 @@ def header_lines(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
         dates = f"runs created {created[0]} to {created[-1]}"
     if plan and plan.created:
         dates = f"plan written {plan.created}; {dates}"
-    lines.append(f"- **When**: {dates}")
-    lines += ["", *_epoch_ratio(present)]
-    commands = [plan.command] if plan and plan.command else _distinct(present["command"])
-    if commands:
-        lines += ["Reproduce with:", "", "```sh", *commands, "```", ""]
-    return lines
+    elapsed = wall_time_line(runs)
+    return [f"- **When**: {dates}", *([elapsed] if elapsed is not None else [])]
 
 
 def _notes(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:

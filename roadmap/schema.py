@@ -7,6 +7,9 @@ Reading is tolerant, because records outlive the code that wrote them and crashe
 field a file lacks reads as its default (None for most), a value of the wrong JSON type reads as missing, and keys
 this version does not know are ignored. A file without `schema_version` is version 1 (every file written before
 the version was recorded); one from a newer version is unreadable, with a message that says so.
+
+Versions: 1, the fields as first recorded; 2, result.json's `finished` (when the run ended, UTC). A version-1 result
+reads with `finished` None.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import Any, TypeVar
 
 from roadmap.files import Unreadable, load_json, load_jsonl
 
-SCHEMA_VERSION = 1
-"""The version of the record format written now. Files without the field are version 1 (the same fields)."""
+SCHEMA_VERSION = 2
+"""The version of the record format written now (2: result.json records `finished`). Files without the field are
+version 1."""
 
 CONFIG, METRICS, RESULT, PLAN = "config.json", "metrics.jsonl", "result.json", "plan.json"
 """The file names of a run's records (in its directory) and of the plan (in the --out directory)."""
@@ -32,6 +36,12 @@ BASELINE_PREFIX = "timm:"
 """Specs of reference models (`timm:NAME`), trained beside the roadmap with the same recipe."""
 
 R = TypeVar("R")
+
+
+def _version() -> Any:
+    """`schema_version`: written as SCHEMA_VERSION, read as 1 from a file without it (written before it was
+    recorded)."""
+    return field(default=SCHEMA_VERSION, metadata={"absent": 1})
 
 
 def _omit_none() -> Any:
@@ -66,6 +76,8 @@ class Record:
             key = f.metadata.get("key", f.name)  # the JSON key, where it is no Python name ("class")
             if key in data:
                 values[f.name] = _coerce(hints[f.name], data[key])
+            elif "absent" in f.metadata:  # what a file without the key means (schema_version: 1)
+                values[f.name] = f.metadata["absent"]
             elif f.default is not dataclasses.MISSING:
                 values[f.name] = f.default
             elif f.default_factory is not dataclasses.MISSING:
@@ -190,7 +202,7 @@ class RunConfig(Record):
     which one ran (its draws differ, not its distribution; not part of the identity either).
     """
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = _version()
     run_id: str | None = None
     step: str | None = None  # the spec as trained: a step name, or e.g. "convnext_tiny-layer_norm" or "timm:NAME"
     step_name: str | None = None  # the last step of the spec's path
@@ -264,9 +276,10 @@ class ClassScore(Record):
 
 @dataclass(frozen=True)
 class RunResult(Record):
-    """result.json: written once, when a run ends ("done", or "diverged" when the loss became NaN/inf)."""
+    """result.json: written once, when a run ends ("done", or "diverged" when the loss became NaN/inf), at the time
+    `finished` records (from version 2 on; a run's config.json records when it was `created`)."""
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = _version()
     status: str = "done"
     epochs: int | None = None
     val_top1: float | None = None
@@ -274,6 +287,7 @@ class RunResult(Record):
     train_top1: float | None = None
     best_val_top1: float | None = None
     wall_seconds: float | None = None
+    finished: str | None = _omit_none()  # when the run ended, UTC ("2026-12-02T19:46:43Z"); version 1 lacks it
     images_per_s: float | None = None
     compile_seconds: float | None = None  # with --compile: the first steps' compile time, summed over (re)starts
     eval_compile_seconds: float | None = _omit_none()  # with --compile: the first eval batches' compile time
@@ -305,7 +319,7 @@ class OrderRecord(Record):
 class Plan(Record):
     """plan.json: what the last `roadmap run` on an --out directory meant to produce (reports show "missing")."""
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = _version()
     steps: list[str] = field(default_factory=list)
     seeds: int | None = None
     dataset: str | None = None

@@ -29,6 +29,7 @@ from runner.fitting.machinery import Machinery, prepare
 from runner.fitting.seeding import epoch_seed, rank_seed, seed_everything
 from runner.fitting.tracking import Tracker, make_tracker
 from runner.planning.batching import BatchPlan
+from runner.planning.provenance import now
 from runner.store import atomic_write_bytes
 
 
@@ -173,6 +174,7 @@ def _result(job: Job, history, last_eval, diverged, wall) -> RunResult:
         train_top1=last.get("train_top1"),
         best_val_top1=max((r["val_top1"] for r in history), default=None),
         wall_seconds=round(wall, 3),
+        finished=now(),
         images_per_s=round(sum(r["images_per_s"] for r in history) / len(history), 2) if history else None,
         compile_seconds=round(sum(r.get("compile_seconds") or 0.0 for r in history), 3) if job.compile else None,
         eval_compile_seconds=round(sum(r.get("eval_compile_seconds") or 0.0 for r in history), 3)
