@@ -110,6 +110,35 @@ def default_workers(device) -> int:
     return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(jobs: int, asked: int | None) -> int:
+    """The torch threads of each of `jobs` CPU runs at once: as asked, else the cores shared out (at least 1)."""
+    return asked if asked is not None else max(1, cpu_cores() // jobs)
+
+
+def jobs_line(jobs: int, threads: int) -> str:
+    """What `--jobs N` chose, in one line (the launcher and the dry run print it)."""
+    cores = cpu_cores()
+    line = (f"jobs: {jobs} runs at a time on the CPU (--jobs {jobs}), {threads} torch thread(s) each "
+            f"(--threads-per-job {threads}), {cores} CPU cores here; each run is a `roadmap run` process of its own, "
+            "its log in OUT/logs/")
+    if jobs * threads > cores:
+        line += f"; note: {jobs} x {threads} threads on {cores} cores oversubscribe them"
+    return line
+
+
+def set_threads(threads: int | None) -> None:
+    """This process's torch threads (--threads-per-job); None leaves torch's default."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
 
 def channels_last(dev: torch.device) -> bool:
     """Whether models and images use channels-last memory on `dev`: on CUDA (cuDNN's fastest kernels) and on CPU

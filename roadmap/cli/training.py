@@ -67,7 +67,24 @@ def run_options(args: argparse.Namespace, argv: list[str]) -> RunOptions:
     opts = options_from(args, command=command_line(argv))
     if opts.selection.upto and opts.selection.steps:
         raise RoadmapError("use --upto or --steps, not both")
+    _check_jobs(opts, getattr(args, "nproc", 1), getattr(args, "launcher", "local"))
     return opts
+
+
+def _check_jobs(opts, nproc: int, launcher: str) -> None:
+    """--jobs N (several runs at once on the CPU) goes with the local launcher, one process per run, the CPU."""
+    jobs, device = opts.machine.jobs, opts.machine.device
+    if jobs == 1:
+        return
+    if nproc > 1:
+        raise RoadmapError(f"--jobs {jobs} (several runs at once, one process each) and --nproc {nproc} (one run over "
+                           "several processes) do not combine: use one of them")
+    if launcher != "local":
+        raise RoadmapError(f"--jobs {jobs} trains runs side by side on this machine's CPU and goes with --launcher "
+                           f"local; --launcher {launcher} has its own (--per-gpu for gpus, one job per run for slurm)")
+    if device == "cuda" or device.startswith("cuda:"):
+        raise RoadmapError(f"--jobs {jobs} trains several runs at once on the CPU, not with --device {device}: "
+                           f"train on GPUs with --launcher gpus --gpus 0,... --per-gpu {jobs}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -89,11 +106,13 @@ def _train(args: argparse.Namespace, opts, argv: list[str]) -> Path | None:
     """Train with the chosen launcher; the output directory to report on, or None (nothing to report here)."""
     from runner.launchers.local import run
 
-    if args.launcher == "local" or args.dry_run:
+    if args.dry_run or (args.launcher == "local" and opts.machine.jobs == 1):
         return run(opts)
     if args.nproc > 1:
         raise RoadmapError("--nproc (data-parallel steps) goes with --launcher local")
     from runner.launchers import children as launch
+    if args.launcher == "local":  # --jobs N: one child per run, N at a time on the CPU
+        return launch.launch_cpu(opts, argv)
     if args.launcher == "gpus":
         gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else []
         return launch.launch_gpus(opts, argv, gpus, args.per_gpu)
@@ -126,7 +145,8 @@ def _add_scale_out(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nproc", type=positive_int, default=1,
                    help="data-parallel processes per step (runs this command under torchrun; --batch-size is global)")
     g.add_argument("--launcher", choices=["local", "gpus", "slurm"], default="local",
-                   help="local: one run after another (default); gpus: one run per GPU at a time (--gpus); "
+                   help="local: one run after another (default; --jobs N: N at a time on the CPU); gpus: one run "
+                   "per GPU at a time (--gpus); "
                    "slurm: one submitit job per run")
     g.add_argument("--gpus", metavar="0,1,...", help="GPUs for --launcher gpus")
     g.add_argument("--per-gpu", type=positive_int, default=1, help="runs sharing one GPU at a time (default: 1)")
@@ -144,7 +164,8 @@ def add_commands(sub) -> None:
     """run, ablate."""
     p = sub.add_parser(
         "run", help="train the roadmap (every step up to --upto) and write the report", epilog=EPILOG,
-        description="Train every model of the roadmap up to a step, one after another. Finished runs are reused, "
+        description="Train every model of the roadmap up to a step, one after another (--jobs N: N at a time on the "
+        "CPU). Finished runs are reused, "
         "unfinished ones resume: run the same command again after an interruption.",
     )
     _add_run_options(p, "run")

@@ -1,14 +1,17 @@
-"""Steps in parallel: one `roadmap run` child per run, on the local GPUs or as Slurm jobs through submitit.
+"""Steps in parallel: one `roadmap run` child per run, on the local GPUs (--launcher gpus), on the CPU (--jobs N)
+or as Slurm jobs through submitit.
 
 The parent plans (and writes plan.json), then starts a child for each run that is not finished; each child
 is an ordinary `roadmap run` restricted to one step and one seed, so it takes the run's lock, resumes from
 its checkpoint and writes its records like any run. Killing one child disturbs no other; running the same
-command again starts only what is missing or unfinished. There is no scheduler of our own: local GPUs are
-filled slot by slot, and Slurm does the rest.
+command again starts only what is missing or unfinished. There is no scheduler of our own: GPUs and CPU jobs
+are slots filled one run at a time (the parent shows one progress line for the whole roadmap), and Slurm does
+the rest.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -18,7 +21,9 @@ from pathlib import Path
 
 from roadmap.errors import RoadmapError
 from runner.data import load_dataset
+from runner.devices import jobs_line, resolve_device, threads_per_job
 from runner.launchers.local import default_out
+from runner.launchers.progress import RoadmapProgress
 from runner.planning.options import RunOptions
 from runner.planning.run_records import write_plan
 from runner.planning.runs import PlannedRun, plan
@@ -36,11 +41,13 @@ class SlurmOptions:
     wait: bool = True
 
 
-def child_argv(argv: list[str], spec: str, seed: int, device: str | None = None) -> list[str]:
-    """The parent's `roadmap run` arguments, restricted to one run and stripped of launcher options."""
+def child_argv(argv: list[str], spec: str, seed: int, device: str | None = None,
+               extra: tuple[str, ...] = ()) -> list[str]:
+    """The parent's `roadmap run` arguments, restricted to one run and stripped of launcher options; `extra`: the
+    slot's own flags (a CPU job's --threads-per-job), before the device."""
     drop_with_value = {"--launcher", "--gpus", "--per-gpu", "--steps", "--upto", "--device", "--partition",
                        "--account", "--gpus-per-job", "--cpus-per-job", "--time-min", "--cluster", "--only-seed",
-                       "--nproc", "--baselines", "--order"}
+                       "--nproc", "--baselines", "--order", "--jobs", "--threads-per-job"}
     drop_flags = {"--no-wait", "--no-branches", "--dry-run"}
     out, skip = [], False
     for a in argv:
@@ -54,8 +61,8 @@ def child_argv(argv: list[str], spec: str, seed: int, device: str | None = None)
         if a in drop_flags or a == "run":
             continue
         out.append(a)
-    extra = ["--steps", spec, "--only-seed", str(seed), "--no-report", "--no-plan", "--quiet"]
-    return ["run", *out, *extra, *(["--device", device] if device else [])]
+    extra_run = ["--steps", spec, "--only-seed", str(seed), "--no-report", "--no-plan", "--quiet"]
+    return ["run", *out, *extra_run, *extra, *(["--device", device] if device else [])]
 
 
 def pending(runs: list[PlannedRun], out: Path) -> list[PlannedRun]:
@@ -71,6 +78,16 @@ def _plan_and_write(opts: RunOptions) -> tuple[list[PlannedRun], Path]:
     return runs, out
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A place where one child runs at a time: its name in the log, its device, its own flags and environment."""
+
+    name: str
+    device: str
+    extra: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
 def launch_gpus(opts: RunOptions, argv: list[str], gpus: list[int], per_gpu: int,
                 log: Callable[[str], None] = print) -> Path:
     """One child per run, `per_gpu` at a time on each of `gpus` (several small runs may share a GPU); returns the
@@ -78,30 +95,78 @@ def launch_gpus(opts: RunOptions, argv: list[str], gpus: list[int], per_gpu: int
     if not gpus or per_gpu < 1:
         raise RoadmapError("--launcher gpus needs --gpus 0,1,... and --per-gpu >= 1")
     runs, out = _plan_and_write(opts)
+    slots = [Slot(f"cuda:{g}", f"cuda:{g}") for g in gpus for _ in range(per_gpu)]
+    log(f"{len(pending(runs, out))} of {len(runs)} runs to train on GPUs {gpus}, {per_gpu} at a time per GPU")
+    return _finish(out, _run_children(opts, argv, runs, out, slots, log), log)
+
+
+def launch_cpu(opts: RunOptions, argv: list[str], log: Callable[[str], None] = print) -> Path:
+    """`--jobs N`: one child per run, N at a time on the CPU, each with its share of the cores as torch threads
+    (--threads-per-job; OMP_NUM_THREADS and MKL_NUM_THREADS likewise); returns the output directory (the CLI then
+    reports). A run's numbers are those it has trained alone with as many threads."""
+    jobs = opts.machine.jobs
+    if resolve_device(opts.machine.device).type != "cpu":
+        raise RoadmapError(f"--jobs {jobs} trains several runs at once on the CPU, and --device "
+                           f"{opts.machine.device} is a GPU here: add --device cpu, or train on GPUs with "
+                           f"--launcher gpus --gpus 0,... --per-gpu {jobs}")
+    threads = threads_per_job(jobs, opts.machine.threads_per_job)
+    runs, out = _plan_and_write(opts)
+    env = tuple((k, str(threads)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+    slots = [Slot(f"cpu job {k + 1}", "cpu", ("--threads-per-job", str(threads)), env) for k in range(jobs)]
+    log(jobs_line(jobs, threads))
+    log(f"{len(pending(runs, out))} of {len(runs)} runs to train, {jobs} at a time")
+    return _finish(out, _run_children(opts, argv, runs, out, slots, log), log)
+
+
+def _run_children(opts: RunOptions, argv: list[str], runs: list[PlannedRun], out: Path, slots: list[Slot],
+                  log: Callable[[str], None]) -> list[PlannedRun]:
+    """Fill `slots` with one child per pending run until every run has ended, with one progress line for the
+    whole roadmap; returns the runs that failed."""
     todo = pending(runs, out)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
-    slots: dict[tuple[int, int], tuple[subprocess.Popen, PlannedRun] | None] = {
-        (g, k): None for g in gpus for k in range(per_gpu)}
-    log(f"{len(todo)} of {len(runs)} runs to train on GPUs {gpus}, {per_gpu} at a time per GPU")
+    live = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
+    progress = RoadmapProgress(len(runs), len(runs) - len(todo), log, live)
+    busy: dict[int, tuple[subprocess.Popen, PlannedRun] | None] = dict.fromkeys(range(len(slots)))
     failed = []
-    while todo or any(slots.values()):
-        for slot, job in slots.items():
-            if job is not None and job[0].poll() is not None:
-                proc, r = job
-                ok = proc.returncode == 0 and RunDir(out / r.run_id).done
-                log(f"{r.spec} (seed {r.seed}) on cuda:{slot[0]}: {'finished' if ok else 'FAILED'} "
-                    f"(log: {logs / (r.run_id + '.log')})")
-                if not ok:
-                    failed.append(r)
-                slots[slot] = None
-            if slots[slot] is None and todo:
-                r = todo.pop(0)
-                cmd = [sys.executable, "-m", "roadmap", *child_argv(argv, r.spec, r.seed, f"cuda:{slot[0]}")]
-                with open(logs / f"{r.run_id}.log", "a") as f:
-                    slots[slot] = (subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), r)
-        time.sleep(0.5)
-    return _finish(out, failed, log)
+    try:
+        while todo or any(busy.values()):
+            for i, slot in enumerate(slots):
+                job = busy[i]
+                if job is not None and job[0].poll() is not None:
+                    ok, message = _ended(job[0], job[1], slot, out, logs)
+                    progress.ended(ok, message)
+                    failed += [] if ok else [job[1]]
+                    busy[i] = None
+                if busy[i] is None and todo:
+                    r = todo.pop(0)
+                    busy[i] = (_start(argv, r, slot, logs), r)
+                    progress.started()
+            progress.show()
+            time.sleep(0.5)
+    finally:
+        progress.close()
+    return failed
+
+
+def _start(argv: list[str], r: PlannedRun, slot: Slot, logs: Path) -> subprocess.Popen:
+    """A child `roadmap run` of run `r` in `slot`, its output appended to OUT/logs/<run id>.log."""
+    cmd = [sys.executable, "-m", "roadmap", *child_argv(argv, r.spec, r.seed, slot.device, slot.extra)]
+    with open(logs / f"{r.run_id}.log", "a") as f:
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **dict(slot.env)})
+
+
+def _ended(proc: subprocess.Popen, r: PlannedRun, slot: Slot, out: Path, logs: Path) -> tuple[bool, str]:
+    """Whether run `r` ended well (its child exited 0 and its result is written), and what to say of it."""
+    rd, log = RunDir(out / r.run_id), logs / f"{r.run_id}.log"
+    if proc.returncode != 0 or not rd.done:
+        return False, f"{r.spec} (seed {r.seed}) on {slot.name}: FAILED (exit {proc.returncode}; log: {log})"
+    try:
+        result = rd.read_result()
+        what = f"{result.status}, val top-1 {result.val_top1}, {result.wall_seconds:.1f} s"
+    except (RoadmapError, TypeError, ValueError):
+        what = "finished"
+    return True, f"{r.spec} (seed {r.seed}) on {slot.name}: {what} (log: {log})"
 
 
 def launch_slurm(opts: RunOptions, argv: list[str], slurm: SlurmOptions,

@@ -23,7 +23,14 @@ from tqdm.auto import tqdm
 
 from roadmap.errors import RoadmapError
 from runner.data import load_dataset, plan_info
-from runner.devices import choose_data_path, default_workers, resolve_device
+from runner.devices import (
+    choose_data_path,
+    default_workers,
+    jobs_line,
+    resolve_device,
+    set_threads,
+    threads_per_job,
+)
 from runner.dist import Dist, barrier, broadcast, finish, from_env
 from runner.fitting.fit import Job, train
 from runner.planning.batching import BatchPlan, batch_plan
@@ -62,6 +69,8 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     Under torchrun every process runs this; rank 0 alone plans on disk and writes."""
     what = opts.selection
     device = resolve_device(opts.machine.device)
+    if not opts.output.dry_run:
+        set_threads(opts.machine.threads_per_job)  # a --jobs child's share of the cores, or as asked
     dist = from_env("nccl" if device.type == "cuda" else "gloo", device)  # binds this process to its GPU
     if dist.active and device.type == "cuda":
         device = resolve_device(f"cuda:{dist.local_rank}")
@@ -83,7 +92,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     batches = [batch_plan(r, info.train_size, opts.training.micro_batch, dist.world) for r in runs]
     if opts.output.dry_run:
         print_plan(runs, batches, out, info, header, get_regime(what.regime), log, device,
-                   notes=[n for n in (init_note(opts, runs), missing) if n])
+                   notes=[n for n in (init_note(opts, runs), missing, _jobs_note(opts)) if n])
         finish(dist)
         return out
     if dist.is_main:
@@ -102,6 +111,12 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
         log(f"{len(held)} run(s) are being trained by another process: {', '.join(held)}; "
             "run the same command again later to collect them")
     return out if dist.is_main else None
+
+
+def _jobs_note(opts: RunOptions) -> str | None:
+    """The dry run's line on --jobs N (None for one job: the plan as before)."""
+    jobs = opts.machine.jobs
+    return jobs_line(jobs, threads_per_job(jobs, opts.machine.threads_per_job)) if jobs > 1 else None
 
 
 def _silent(_: str) -> None:
