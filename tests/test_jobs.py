@@ -52,6 +52,13 @@ def test_a_child_takes_one_run_and_its_thread_count_not_the_jobs():
     assert child[-4:] == ["--threads-per-job", "1", "--device", "cpu"] and "--no-plan" in child
 
 
+def test_an_ablation_child_is_a_run_of_one_spec_into_the_ablation_directory():
+    argv = ["ablate", "--final", "gelu", "--dataset", "x", "--jobs=2"]
+    assert child_argv(argv, "gelu-layer_norm", 0, "cpu", ("--out", "runs/x-ablation")) == [
+        "run", "--dataset", "x", "--steps", "gelu-layer_norm", "--only-seed", "0", "--no-report", "--no-plan",
+        "--quiet", "--out", "runs/x-ablation", "--device", "cpu"]
+
+
 def test_threads_default_to_the_cores_shared_out():
     assert threads_per_job(2, 3) == 3 and threads_per_job(1, None) == cpu_cores()
     assert threads_per_job(4 * cpu_cores(), None) == 1

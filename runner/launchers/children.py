@@ -47,7 +47,7 @@ def child_argv(argv: list[str], spec: str, seed: int, device: str | None = None,
     slot's own flags (a CPU job's --threads-per-job), before the device."""
     drop_with_value = {"--launcher", "--gpus", "--per-gpu", "--steps", "--upto", "--device", "--partition",
                        "--account", "--gpus-per-job", "--cpus-per-job", "--time-min", "--cluster", "--only-seed",
-                       "--nproc", "--baselines", "--order", "--jobs", "--threads-per-job"}
+                       "--nproc", "--baselines", "--order", "--jobs", "--threads-per-job", "--final"}
     drop_flags = {"--no-wait", "--no-branches", "--dry-run"}
     out, skip = [], False
     for a in argv:
@@ -58,7 +58,7 @@ def child_argv(argv: list[str], spec: str, seed: int, device: str | None = None,
         if key in drop_with_value:
             skip = "=" not in a
             continue
-        if a in drop_flags or a == "run":
+        if a in drop_flags or a in ("run", "ablate"):  # `ablate` chose the specs: the child gets one of them
             continue
         out.append(a)
     extra_run = ["--steps", spec, "--only-seed", str(seed), "--no-report", "--no-plan", "--quiet"]
@@ -140,7 +140,7 @@ def _run_children(opts: RunOptions, argv: list[str], runs: list[PlannedRun], out
                     busy[i] = None
                 if busy[i] is None and todo:
                     r = todo.pop(0)
-                    busy[i] = (_start(argv, r, slot, logs), r)
+                    busy[i] = (_start(argv, r, slot, out), r)
                     progress.started()
             progress.show()
             time.sleep(0.5)
@@ -149,10 +149,12 @@ def _run_children(opts: RunOptions, argv: list[str], runs: list[PlannedRun], out
     return failed
 
 
-def _start(argv: list[str], r: PlannedRun, slot: Slot, logs: Path) -> subprocess.Popen:
-    """A child `roadmap run` of run `r` in `slot`, its output appended to OUT/logs/<run id>.log."""
-    cmd = [sys.executable, "-m", "roadmap", *child_argv(argv, r.spec, r.seed, slot.device, slot.extra)]
-    with open(logs / f"{r.run_id}.log", "a") as f:
+def _start(argv: list[str], r: PlannedRun, slot: Slot, out: Path) -> subprocess.Popen:
+    """A child `roadmap run` of run `r` in `slot`, writing to `out` (also where `ablate` chose it), its output
+    appended to OUT/logs/<run id>.log."""
+    extra = (*slot.extra, "--out", str(out))
+    cmd = [sys.executable, "-m", "roadmap", *child_argv(argv, r.spec, r.seed, slot.device, extra)]
+    with open(out / "logs" / f"{r.run_id}.log", "a") as f:
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **dict(slot.env)})
 
 
@@ -185,7 +187,8 @@ def launch_slurm(opts: RunOptions, argv: list[str], slurm: SlurmOptions,
         params.update(slurm_partition=slurm.partition, slurm_account=slurm.account,
                       gpus_per_node=slurm.gpus_per_job, tasks_per_node=1)
     executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
-    jobs = [(executor.submit(run_child, child_argv(argv, r.spec, r.seed)), r) for r in todo]
+    jobs = [(executor.submit(run_child, child_argv(argv, r.spec, r.seed, extra=("--out", str(out)))), r)
+            for r in todo]
     log(f"submitted {len(jobs)} of {len(runs)} runs to {executor.cluster} "
         f"({len(runs) - len(todo)} finished or running already)")
     if not slurm.wait:
