@@ -1,6 +1,7 @@
 """Shared test settings: deterministic, single-threaded where it helps two CPU cores."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,3 +38,20 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """An empty data cache (tests/test_data*.py); no mirror; the real user cache is never touched."""
+    monkeypatch.setenv("ROADMAP_DATA", str(tmp_path / "cache"))
+    monkeypatch.delenv("ROADMAP_MIRROR", raising=False)
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (the device data tests compare samplers: no thread-count effects)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
