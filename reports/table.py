@@ -18,6 +18,7 @@ import pandas as pd
 
 from reports.records import aliases, load_runs
 from roadmap.errors import unknown
+from roadmap.units import duration
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "step", "label", "step_name", "section", "section_key", "branch_of", "is_branch", "edited", "is_baseline",
@@ -224,13 +225,7 @@ def fmt_duration(seconds: float) -> str:
     """'25.0 s', '12m 05s', '3h 02m'."""
     if _is_missing(seconds) or math.isnan(float(seconds)):
         return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    return duration(seconds)
 
 
 def _run_px(summary: pd.DataFrame) -> float | None:

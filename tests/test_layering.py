@@ -16,7 +16,7 @@ PACKAGES = ("roadmap", "steps", "runner", "reports")
 HEAVY = ("torch", "torchvision", "timm")  # what looking at the roadmap and rendering reports never pays for
 # roadmap's base layer: below steps, runner and reports (the description and its layer plan, the records, errors)
 CORE = ("roadmap.errors", "roadmap.choices", "roadmap.fields", "roadmap.network", "roadmap.recipe", "roadmap.design",
-        "roadmap.layers", "roadmap.schema", "roadmap.files")
+        "roadmap.layers", "roadmap.schema", "roadmap.files", "roadmap.units")
 
 
 @dataclass(frozen=True)

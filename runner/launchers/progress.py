@@ -12,16 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-
-def fmt_eta(seconds: float) -> str:
-    """'45 s', '12m 05s', '3h 02m'."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+from roadmap.units import duration
 
 
 class RoadmapProgress:
@@ -46,7 +37,7 @@ class RoadmapProgress:
         if not left:
             eta = "all ended"
         elif self.ended_here:
-            eta = f"ETA {fmt_eta(left * (self._clock() - self._start) / self.ended_here)}"
+            eta = f"ETA {duration(left * (self._clock() - self._start) / self.ended_here, decimals=0)}"
         else:
             eta = "ETA after the first run"
         return f"roadmap: {self.done}/{self.total} runs done, {self.running} running{failed}, {eta}"
