@@ -118,6 +118,13 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_jobs(run_per_core: bool, device: str) -> int:
+    """--jobs when not given: one run per core (each at 1 thread) where the preset asks for it (`cpu`) and the runs
+    train on the CPU; else 1. On two cores two 1-thread runs trained 1.26 times the images per second of one
+    2-thread run (docs/bench-cpu.md)."""
+    return cpu_cores() if run_per_core and resolve_device(device).type == "cpu" else 1
+
+
 def threads_per_job(jobs: int, asked: int | None) -> int:
     """The torch threads of each of `jobs` CPU runs at once: as asked, else the cores shared out (at least 1)."""
     return asked if asked is not None else max(1, cpu_cores() // jobs)
@@ -128,7 +135,7 @@ def jobs_line(jobs: int, threads: int) -> str:
     cores = cpu_cores()
     line = (f"jobs: {jobs} runs at a time on the CPU (--jobs {jobs}), {threads} torch thread(s) each "
             f"(--threads-per-job {threads}), {cores} CPU cores here; each run is a `roadmap run` process of its own, "
-            "its log in OUT/logs/")
+            "its log in OUT/logs/; --jobs 1 trains one run at a time")
     if jobs * threads > cores:
         line += f"; note: {jobs} x {threads} threads on {cores} cores oversubscribe them"
     return line

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from reports import load_runs
 from reports.elapsed import wall_time_line
@@ -28,13 +29,26 @@ SAME = ("status", "epochs", "val_top1", "val_top5", "train_top1", "best_val_top1
 """What a run's result.json holds that does not depend on the clock: equal, run for run."""
 
 
-def test_the_flags_are_run_options_and_the_default_is_one_job():
+def test_the_flags_are_run_options_and_the_default_is_one_job_but_for_the_cpu_preset(monkeypatch):
     help_ = "".join(next(a for a in build_parser()._actions if a.dest == "command").choices["run"]
                     .format_help().split())
     assert "--jobsN" in help_ and "--threads-per-jobT" in help_ and "docs/bench-cpu.md" in help_
-    assert (Machine().jobs, Machine().threads_per_job) == (1, None)
+    assert (Machine().jobs, Machine().threads_per_job) == (None, None)  # None: the preset's choice, below
     opts = run_options(build_parser().parse_args(["run", "--jobs", "2", "--threads-per-job=1"]), [])
     assert (opts.machine.jobs, opts.machine.threads_per_job) == (2, 1)
+
+    monkeypatch.setattr("runner.devices.cpu_cores", lambda: 4)
+
+    def jobs(*flags: str) -> int:
+        return run_options(build_parser().parse_args(["run", *flags]), []).machine.jobs
+
+    assert jobs("--preset", "cpu", "--device", "cpu") == 4  # one run per core: measured fastest, docs/bench-cpu.md
+    assert jobs("--preset", "cpu", "--device", "cpu", "--jobs", "1") == 1
+    assert jobs("--device", "cpu") == jobs("--preset", "smoke", "--device", "cpu") == 1  # other presets: one at a time
+    assert jobs("--preset", "cpu", "--device", "cpu", "--launcher", "gpus") == 1  # other launchers have their own
+    assert jobs("--preset", "cpu", "--device", "cpu", "--nproc", "2") == 1
+    monkeypatch.setattr("runner.devices.resolve_device", lambda _: torch.device("cuda"))
+    assert jobs("--preset", "cpu") == 1  # on a GPU: one run after another
 
 
 def test_jobs_and_threads_are_not_part_of_a_run_id():
@@ -47,15 +61,16 @@ def test_jobs_and_threads_are_not_part_of_a_run_id():
 def test_a_child_takes_one_run_and_its_thread_count_not_the_jobs():
     argv = ["run", "--dataset", "cifar10", "--jobs", "2", "--threads-per-job=1", "--seeds", "3", "--out", "x"]
     child = child_argv(argv, "gelu", 2, "cpu", ("--threads-per-job", "1"))
-    assert "--jobs" not in child and "--threads-per-job=1" not in child and child[:5] == ["run", "--dataset",
-                                                                                         "cifar10", "--seeds", "3"]
+    assert "--threads-per-job=1" not in child and child[:5] == ["run", "--dataset", "cifar10", "--seeds", "3"]
+    assert child.count("--jobs") == 1 and child[child.index("--jobs") + 1] == "1"  # one run: no children of its own
     assert child[-4:] == ["--threads-per-job", "1", "--device", "cpu"] and "--no-plan" in child
 
 
 def test_an_ablation_child_is_a_run_of_one_spec_into_the_ablation_directory():
     argv = ["ablate", "--final", "gelu", "--dataset", "x", "--jobs=2"]
     assert child_argv(argv, "gelu-layer_norm", 0, "cpu", ("--out", "runs/x-ablation")) == [
-        "run", "--dataset", "x", "--steps", "gelu-layer_norm", "--only-seed", "0", "--no-report", "--no-plan",
+        "run", "--dataset", "x", "--steps", "gelu-layer_norm", "--only-seed", "0", "--jobs", "1", "--no-report",
+        "--no-plan",
         "--quiet", "--out", "runs/x-ablation", "--device", "cpu"]
 
 
@@ -83,6 +98,17 @@ def test_the_dry_run_says_what_jobs_would_do(tmp_path, cli):
     assert code == 0 and "jobs: 2 runs at a time on the CPU (--jobs 2)" in text
     code, text, _ = cli("run", *TINY, "--dry-run", "--out", str(tmp_path / "o"))
     assert code == 0 and "jobs:" not in text  # one job: the plan as before
+
+
+def test_the_cpu_preset_trains_one_run_per_core_and_says_so(tmp_path, cli, monkeypatch):
+    monkeypatch.setattr("runner.devices.cpu_cores", lambda: 2)
+    plan_of = ["run", "--dataset", "synthetic:train=128,val=32", "--preset", "cpu", "--steps", "resnet50",
+               "--device", "cpu", "--dry-run", "--out", str(tmp_path / "o")]
+    code, text, _ = cli(*plan_of)
+    assert code == 0 and "jobs: 2 runs at a time on the CPU (--jobs 2), 1 torch thread(s) each" in text
+    assert "--jobs 1 trains one run at a time" in text
+    code, text, _ = cli(*plan_of, "--jobs", "1")
+    assert code == 0 and "jobs:" not in text
 
 
 def test_one_progress_line_for_the_whole_roadmap():

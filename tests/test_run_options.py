@@ -32,8 +32,9 @@ def test_every_field_has_its_flag_with_its_help():
 def test_defaults_are_the_fields():
     args = build_parser().parse_args(["run"])
     opts = run_options(args, [])
-    assert dataclasses.replace(opts, output=dataclasses.replace(opts.output, command="")) == RunOptions()
-    assert opts.output.command == "roadmap "
+    assert dataclasses.replace(opts, output=dataclasses.replace(opts.output, command=""),
+                               machine=dataclasses.replace(opts.machine, jobs=None)) == RunOptions()
+    assert opts.output.command == "roadmap " and opts.machine.jobs == 1  # --jobs: the preset's choice, resolved
 
 
 def test_ablate_takes_all_but_the_selection_of_steps():

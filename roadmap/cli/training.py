@@ -67,7 +67,15 @@ def run_options(args: argparse.Namespace, argv: list[str]) -> RunOptions:
     opts = options_from(args, command=command_line(argv))
     if opts.selection.upto and opts.selection.steps:
         raise RoadmapError("use --upto or --steps, not both")
-    _check_jobs(opts, getattr(args, "nproc", 1), getattr(args, "launcher", "local"))
+    nproc, launcher = getattr(args, "nproc", 1), getattr(args, "launcher", "local")
+    if opts.machine.jobs is None:  # the preset's choice on this machine (one run per core for `cpu` on the CPU)
+        from runner.devices import default_jobs
+        from runner.planning.budget import get_preset
+
+        run_per_core = get_preset(opts.training.preset).run_per_core and nproc == 1 and launcher == "local"
+        opts = dataclasses.replace(opts, machine=dataclasses.replace(
+            opts.machine, jobs=default_jobs(run_per_core, opts.machine.device)))
+    _check_jobs(opts, nproc, launcher)
     return opts
 
 

@@ -61,7 +61,7 @@ def child_argv(argv: list[str], spec: str, seed: int, device: str | None = None,
         if a in drop_flags or a in ("run", "ablate"):  # `ablate` chose the specs: the child gets one of them
             continue
         out.append(a)
-    extra_run = ["--steps", spec, "--only-seed", str(seed), "--no-report", "--no-plan", "--quiet"]
+    extra_run = ["--steps", spec, "--only-seed", str(seed), "--jobs", "1", "--no-report", "--no-plan", "--quiet"]
     return ["run", *out, *extra_run, *extra, *(["--device", device] if device else [])]
 
 

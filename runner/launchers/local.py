@@ -115,7 +115,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
 
 def _jobs_note(opts: RunOptions) -> str | None:
     """The dry run's line on --jobs N (None for one job: the plan as before)."""
-    jobs = opts.machine.jobs
+    jobs = opts.machine.jobs or 1
     return jobs_line(jobs, threads_per_job(jobs, opts.machine.threads_per_job)) if jobs > 1 else None
 
 

@@ -37,6 +37,7 @@ class Preset:
     stem_stride: int | None = None  # None = the rule of `stem_stride_for` (by image size)
     regularization: float = 1.0  # strength of the modern recipe's regularizers (see `scale_regularization`)
     seeds: int = 1  # default number of seeds
+    run_per_core: bool = False  # on the CPU, --jobs defaults to one run per core at 1 thread (docs/bench-cpu.md)
     note: str = ""
 
 
@@ -49,7 +50,7 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset("quick", 20, 128, None, note="full-size models, 20 epochs (6 for the original recipe)"),
     "cpu": Preset(  # chosen by a sweep on the first and last models: docs/cpu-preset-sweep.md
         "cpu", 10, 64, 28, width_mult=1 / 8, depth_mult=1 / 3, train_batches=200, val_batches=0, scale_lr=False,
-        monitor_batches=16, stem_stride=2, regularization=0.1, seeds=3,
+        monitor_batches=16, stem_stride=2, regularization=0.1, seeds=3, run_per_core=True,
         note="small models for two CPU cores: 1/8 width, 1/3 depth, 28 px (Fashion-MNIST's own size) with stem "
         "stride 2, 10 epochs of 200 batches of 64, unscaled lr, regularization at 0.1 of the paper's strength, "
         "3 seeds",

@@ -166,11 +166,12 @@ class Machine:
         "the free GPU memory, else loader", "auto", at=230, choices=["auto", "loader", "device"])
     workers: int | None = option(  # DataLoader processes (None: see runner.devices.default_workers)
         "--workers", "data-loading processes (default: 8 on CUDA, 0 on CPU)", at=210, type=int, metavar="N")
-    jobs: int = option(  # >1: runner.launchers.children.launch_cpu (not part of a run's identity)
+    jobs: int | None = option(  # >1: runner.launchers.children.launch_cpu (not part of a run's identity)
         "--jobs", "runs trained at once on the CPU, each an ordinary `roadmap run` process of its own (the run's "
         "lock, resume, its log in OUT/logs/) with --threads-per-job threads; each run's numbers equal those of the "
-        "run trained alone with as many threads (default: 1, one run after another; the default is to be set by "
-        "the measurement of docs/bench-cpu.md, not made yet)", 1, at=212, type=positive_int, metavar="N")
+        "run trained alone with as many threads (default: with --preset cpu on the CPU one run per core, 1 thread "
+        "each, the fastest measured in docs/bench-cpu.md; otherwise 1, one run after another)", at=212,
+        type=positive_int, metavar="N")  # None: runner.devices.default_jobs decides
     threads_per_job: int | None = option(  # None: the cores shared out (--jobs N), or torch's own (one job)
         "--threads-per-job", "torch threads of each run's process (default: with --jobs N the CPU cores / N, at "
         "least 1; with one job torch's own default)", at=214, type=positive_int, metavar="T")
