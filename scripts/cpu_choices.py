@@ -19,13 +19,15 @@ to `roadmap run` (e.g. `--threads-per-job 1`). docs/bench-cpu.md holds the measu
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from roadmap.schema import EpochMetrics, RunConfig, RunResult
+from runner.store import RunDir
 
 BASE = ["--preset", "cpu", "--dataset", "fashion-mnist", "--same-epochs", "--quiet", "--no-report"]
 
@@ -38,18 +40,14 @@ def roadmap_run(out: Path, steps: str, extra: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def records(out: Path) -> list[tuple[dict, dict, list[dict]]]:
-    """(config, result, metrics lines) of every run in `out`."""
-    rows = []
-    for run in sorted(p for p in out.iterdir() if (p / "result.json").exists()):
-        metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        rows.append((json.loads((run / "config.json").read_text()), json.loads((run / "result.json").read_text()),
-                     metrics))
-    return rows
+def records(out: Path) -> list[tuple[RunConfig, RunResult, list[EpochMetrics]]]:
+    """(config, result, epochs) of every finished run in `out`, read by the run store."""
+    runs = [RunDir(p) for p in sorted(out.iterdir()) if RunDir(p).done]
+    return [(r.read_config(), r.read_result(), r.read_metrics()) for r in runs]
 
 
 def trained_images(out: Path) -> int:
-    return sum(len(m) * c["budget"]["train_batches"] * c["budget"]["batch_size"] for c, _, m in records(out))
+    return sum(len(m) * c.budget.train_batches * c.budget.batch_size for c, _, m in records(out))
 
 
 def jobs(args: argparse.Namespace, tmp: Path) -> None:
@@ -60,7 +58,7 @@ def jobs(args: argparse.Namespace, tmp: Path) -> None:
     print("| round | configuration | wall s | images | machine img/s |\n|---|---|---|---|---|")
     for round_ in range(args.rounds):
         for name, flags in configs.items():
-            out = tmp / f"jobs-{round_}-{len(rates[name])}-{name.split()[0]}"
+            out = tmp / f"jobs-{round_}-{name.split()[0]}"
             wall = roadmap_run(out, args.steps, common + flags)
             images = trained_images(out)
             rates[name].append(images / wall)
@@ -81,10 +79,10 @@ def compile_(args: argparse.Namespace, extra: list[str], tmp: Path) -> None:
             roadmap_run(out, step, ["--epochs", str(args.epochs), "--seeds", str(args.seeds), "--jobs", str(args.jobs),
                                     *extra, *flags])
             rows = records(out)
-            first = statistics.mean(m[0]["seconds"] for _, _, m in rows)
-            later = statistics.mean(statistics.mean(e["seconds"] for e in m[1:-1]) for _, _, m in rows)
-            last = statistics.mean(m[-1]["seconds"] for _, _, m in rows)  # the full evaluation
-            recorded = [r["compile_seconds"] for _, r, _ in rows if r.get("compile_seconds") is not None]
+            first = statistics.mean(m[0].seconds for _, _, m in rows)
+            later = statistics.mean(statistics.mean(e.seconds for e in m[1:-1]) for _, _, m in rows)
+            last = statistics.mean(m[-1].seconds for _, _, m in rows)  # the full evaluation
+            recorded = [r.compile_seconds for _, r, _ in rows if r.compile_seconds is not None]
             ten[mode] = first + 8 * later + last
             compiled = f"{statistics.mean(recorded):.1f}" if recorded else "-"
             print(f"| `{step}` | {mode} | {len(rows)} | {first:.1f} | {later:.1f} | {last:.1f} | {compiled} | "

@@ -70,8 +70,7 @@ def test_an_ablation_child_is_a_run_of_one_spec_into_the_ablation_directory():
     argv = ["ablate", "--final", "gelu", "--dataset", "x", "--jobs=2"]
     assert child_argv(argv, "gelu-layer_norm", 0, "cpu", ("--out", "runs/x-ablation")) == [
         "run", "--dataset", "x", "--steps", "gelu-layer_norm", "--only-seed", "0", "--jobs", "1", "--no-report",
-        "--no-plan",
-        "--quiet", "--out", "runs/x-ablation", "--device", "cpu"]
+        "--no-plan", "--quiet", "--out", "runs/x-ablation", "--device", "cpu"]
 
 
 def test_threads_default_to_the_cores_shared_out():
