@@ -23,6 +23,16 @@ regularization is too strong for the budget, the model has not fit even its trai
 LOSS_FALLING = 0.15
 """Training loss still falling by more than this fraction over the last third of training: underfit."""
 UNDERFIT_MARK = "⚠"
+SMALL_IMAGE_FINDINGS = {
+    "large_kernel": "`large_kernel` goes against the paper here. One explanation for small images: most blocks see "
+                    "stage maps no larger than its 7×7 kernel, which then sees mostly padding. The project tested it "
+                    "on Fashion-MNIST at 28 px: with stem stride 1 (maps 4× larger) the step still loses, by "
+                    "-0.55 ± 0.38 (2σ) instead of -1.25, so the padding explains part of the reversal, not all of "
+                    "it (`docs/cpu-preset-sweep.md`, section \"Large kernels at 28 px\", in the convnext-roadmap "
+                    "sources).",
+}
+"""Main-path steps whose reversal on small images the project has studied: the report's note when one is opposite.
+The note names the document in plain text: a report must rebuild byte-identically wherever its directory is."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,9 @@ def reproduction_section(summary: pd.DataFrame) -> list[str]:
               "|Δ| exceeds 2σ, **within noise** otherwise.", "", to_markdown(cells), "",
               f"Same direction: {counts['same direction']}; opposite: {counts['opposite']}; within noise: "
               f"{counts['within noise']} (of {len(calls)} steps).", ""]
+    for step, call in zip(rows["step"], calls, strict=True):
+        if call == "opposite" and step in SMALL_IMAGE_FINDINGS:
+            lines += [SMALL_IMAGE_FINDINGS[step], ""]
     both = main[main["top1_mean"].notna() & main["paper_top1"].notna()]
     if len(both) >= 3 and both["top1_mean"].nunique() > 1 and both["paper_top1"].nunique() > 1:
         rho, p = stats.spearmanr(both["top1_mean"], both["paper_top1"])

@@ -77,6 +77,21 @@ def test_reproduction_verdicts_spearman_and_end_minus_start():
     assert "`convnext_tiny` − `resnet50` = **+2.00** ± 0.40 (2σ) points (paper: +5.84): same direction." in text
 
 
+@pytest.mark.parametrize(("large_kernel_top1", "noted"), [(84.0, True), (85.2, False), (86.0, False)])
+def test_an_opposite_large_kernel_step_points_to_the_small_image_finding(large_kernel_top1, noted):
+    # move_up_dwconv -> large_kernel: paper +0.66; ours -1.0 (opposite), +0.2 (within noise), +1.0 (same direction)
+    text = "\n".join(reproduction_section(summary([
+        ("move_up_dwconv", 85.0, 0.2, 3, 79.86), ("large_kernel", large_kernel_top1, 0.2, 3, 80.52)])))
+    assert ("`large_kernel` goes against the paper here" in text) is noted
+    assert ('"Large kernels at 28 px"' in text) is noted
+
+
+def test_an_opposite_step_without_a_finding_gets_no_note():
+    text = "\n".join(reproduction_section(summary([
+        ("resnet50", 85.0, 0.2, 3, 76.13), ("training_recipe", 84.0, 0.2, 3, 78.82)])))
+    assert "| opposite |" in text and "cpu-preset-sweep" not in text
+
+
 def test_one_seed_leaves_the_spread_unknown():
     text = "\n".join(reproduction_section(summary([
         ("resnet50", 85.0, math.nan, 1, 76.13), ("training_recipe", 86.0, math.nan, 1, 78.82)])))
