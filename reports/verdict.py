@@ -27,9 +27,9 @@ SMALL_IMAGE_FINDINGS = {
     "large_kernel": "`large_kernel` goes against the paper here. One explanation for small images: most blocks see "
                     "stage maps no larger than its 7×7 kernel, which then sees mostly padding. The project tested it "
                     "on Fashion-MNIST at 28 px: with stem stride 1 (maps 4× larger) the step still loses, by "
-                    "-0.55 ± 0.38 (2σ) instead of -1.25, so the padding explains part of the reversal, not all of "
-                    "it (`docs/cpu-preset-sweep.md`, section \"Large kernels at 28 px\", in the convnext-roadmap "
-                    "sources).",
+                    "-0.55 ± 0.38 (2σ) against -0.66 ± 0.53 at stride 2, the same within the seed noise, so the "
+                    "padding does not explain the reversal (`docs/cpu-preset-sweep.md`, section \"Large kernels at "
+                    "28 px\", in the convnext-roadmap sources).",
 }
 """Main-path steps whose reversal on small images the project has studied: the report's note when one is opposite.
 The note names the document in plain text: a report must rebuild byte-identically wherever its directory is."""
