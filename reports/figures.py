@@ -22,7 +22,7 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import Bbox
 
 from reports.table import spearman
-from roadmap.files import atomic_write
+from roadmap.record_files import atomic_write
 
 DPI = 110
 FIGURES = ("fig_roadmap.png", "fig_acc_vs_flops.png", "fig_curves.png", "fig_delta.png")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from roadmap.files import Unreadable, fail, lock_held
+from roadmap.record_files import Unreadable, fail, lock_held
 from roadmap.schema import (
     BASELINE_PREFIX,
     BASELINE_SECTION,

@@ -25,7 +25,7 @@ from reports.verdict import (
     reproduction_section,
     underfit_runs,
 )
-from roadmap.files import atomic_write, fail, remove_stale_temps
+from roadmap.record_files import atomic_write, fail, remove_stale_temps
 from roadmap.schema import Plan
 
 PAPER_EPOCH_RATIO = 90 / 300

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from reports.records import aliases, load_runs
+from roadmap.durations import duration
 from roadmap.errors import unknown
-from roadmap.units import duration
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "step", "label", "step_name", "section", "section_key", "branch_of", "is_branch", "edited", "is_baseline",

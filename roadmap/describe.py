@@ -10,11 +10,11 @@ import json
 
 import pandas as pd
 
-from roadmap.choices import Stem
 from roadmap.complexity import count
+from roadmap.dataclass_fields import to_dict
 from roadmap.design import Design
+from roadmap.enums import Stem
 from roadmap.errors import unknown
-from roadmap.fields import to_dict
 from roadmap.layers import BlockPlan, Kind, LayerSpec, StagePlan, kind_of, plan
 from roadmap.network import Network
 from steps import Roadmap, get_regime

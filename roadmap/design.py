@@ -6,7 +6,7 @@ every intermediate model of the roadmap, and every leave-one-out or reordered va
 pairs the two. All three are immutable; the paper's steps (package `steps`) edit them with
 `dataclasses.replace`, and `roadmap.model.build_model` turns a design into an `nn.Module`.
 
-The parts live in `roadmap.choices` (the enums), `roadmap.fields` (documented fields, JSON, `--set` parsing),
+The parts live in `roadmap.enums` (the enums), `roadmap.dataclass_fields` (documented fields, JSON, `--set` parsing),
 `roadmap.network` and `roadmap.recipe`, and are imported from there (one import path per name); this module only
 pairs them. No torch here.
 """
@@ -17,8 +17,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from roadmap.dataclass_fields import from_dict, to_dict
 from roadmap.errors import RoadmapError
-from roadmap.fields import from_dict, to_dict
 from roadmap.network import Network
 from roadmap.recipe import Recipe
 

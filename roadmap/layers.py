@@ -23,7 +23,7 @@ import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from roadmap.choices import Norm, Site, SpatialPosition, Stem
+from roadmap.enums import Norm, Site, SpatialPosition, Stem
 from roadmap.errors import RoadmapError, unknown
 from roadmap.network import BlockShape, Network
 

@@ -30,8 +30,8 @@ from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from roadmap.choices import Act, Init, Norm
 from roadmap.design import Design
+from roadmap.enums import Act, Init, Norm
 from roadmap.errors import RoadmapError, unknown
 from roadmap.layers import BlockPlan, Kind, LayerSpec, Layout, Plan, StagePlan, classifier, plan
 from roadmap.network import Network

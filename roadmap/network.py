@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from roadmap.choices import NORM_SITES, Act, Downsample, Init, Norm, Site, SpatialPosition, Stem
+from roadmap.dataclass_fields import coerce_fields
+from roadmap.dataclass_fields import doc_field as _doc
+from roadmap.enums import NORM_SITES, Act, Downsample, Init, Norm, Site, SpatialPosition, Stem
 from roadmap.errors import RoadmapError
-from roadmap.fields import coerce_fields
-from roadmap.fields import doc_field as _doc
 
 
 @dataclass(frozen=True)

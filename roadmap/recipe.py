@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from roadmap.choices import Crop, Optimizer, Schedule
+from roadmap.dataclass_fields import coerce_fields
+from roadmap.dataclass_fields import doc_field as _doc
+from roadmap.enums import Crop, Optimizer, Schedule
 from roadmap.errors import RoadmapError
-from roadmap.fields import coerce_fields
-from roadmap.fields import doc_field as _doc
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,11 @@ class Recipe:
     def __post_init__(self) -> None:
         coerce_fields(self)
         _validate_recipe(self)
+
+    @property
+    def mixes(self) -> bool:
+        """Whether the recipe mixes images (mixup or cutmix): its targets are soft, and a batch pairs its images."""
+        return self.mixup > 0 or self.cutmix > 0
 
 
 def _validate_recipe(r: Recipe) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from roadmap.files import Unreadable, load_json, load_jsonl
+from roadmap.record_files import Unreadable, load_json, load_jsonl
 
 SCHEMA_VERSION = 2
 """The version of the record format written now (2: result.json records `finished`). Files without the field are

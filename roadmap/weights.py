@@ -91,7 +91,7 @@ def from_timm_convnext(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
     return _rename(state_dict, rules, "official ConvNeXt" if official else "timm ConvNeXt")
 
 
-def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+def state_dict_from_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A converted state_dict from a checkpoint file of torchvision ResNet-50, timm or official ConvNeXt, or of a
     roadmap network itself (`build_model(...).state_dict()`, a run's model.pt), which needs no conversion.
 

@@ -4,11 +4,12 @@ Its rooms, in the order a run passes through them:
 
 - `planning/`: planning a roadmap: what `roadmap run` was asked for (options), which specs (selection, with the
   `--set` overrides), each run's design, budget and identity (runs, budget), how its batch is reached (batching),
-  the dry run, the records written before training (config.json, plan.json) and the provenance they carry.
+  the fine-tuning weights' check (init_weights), the dry run, the records written before training (config.json,
+  plan.json) and the provenance they carry.
   No training happens here.
-- `fitting/`: fitting one run: the training function (fit), its epoch loop and evaluation (loop), the batches
-  (feed), the machinery a run trains with (model, optimizer, schedule, EMA: machinery; the recipe's timm parts:
-  timm_parts), the job it reads, checkpoints, seeding and tracking.
+- `fitting/`: fitting one run: the training function (fit), the run's inputs and state with each epoch's batches
+  (training_run: `Job`, `TrainingRun`), its step loop and evaluation (loop), the recipe's timm parts (timm_parts),
+  `--micro-batch auto` (micro_batch), checkpoints, seeding and tracking.
 - `benchmarks/`: `roadmap bench`: the models alone (model_speed) and the whole pipeline (pipeline_speed).
 - `data/` and `device_data/`: the data sets, and the device-resident data path.
 - `launchers/`: how the planned runs are started: one after another in this process (local, also under torchrun),

@@ -1,7 +1,7 @@
 """The result store: one directory per run, named by what produced it, written so nothing is ever lost.
 
 Layout: docs/records.md; what the files hold: roadmap.schema. Every write is atomic (temp file + rename,
-roadmap.files) or an append of whole lines; a file lock keeps two processes from training the same run.
+roadmap.record_files) or an append of whole lines; a file lock keeps two processes from training the same run.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Any
 
 from roadmap import schema
 from roadmap.errors import RoadmapError
-from roadmap.files import Unreadable, append_line, atomic_write, lock_held, remove_stale_temps
+from roadmap.record_files import Unreadable, append_line, atomic_write, lock_held, remove_stale_temps
 from roadmap.schema import CONFIG, METRICS, RESULT, EpochMetrics, Plan, Record, RunConfig, RunResult
 
 
 def atomic_write_bytes(path: Path, data: bytes, what: str = "file", keep: Path | None = None) -> None:
     """Write `data` to `path` so that a reader sees the old file or the new one, never a torn one (see
-    roadmap.files.atomic_write: synced, size-checked, a full disk is one line)."""
+    roadmap.record_files.atomic_write: synced, size-checked, a full disk is one line)."""
     atomic_write(path, data, what, keep)
 
 

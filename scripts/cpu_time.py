@@ -28,11 +28,10 @@ import torch
 
 from roadmap.model import build_model
 from runner.data import load_dataset
-from runner.fitting import timm_parts as recipes
-from runner.fitting.feed import Transformed
+from runner.fitting import timm_parts
 from runner.fitting.fit import train
-from runner.fitting.job import Job
 from runner.fitting.loop import evaluate
+from runner.fitting.training_run import Job, Transformed
 from runner.planning.options import RunOptions, Selection, Training
 from runner.planning.runs import plan
 from runner.store import RunDir
@@ -44,7 +43,7 @@ def model_only(run, info, batch: int, iters: int, channels_last: bool = False) -
     model = build_model(run.design.net, num_classes=info.num_classes).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    opt = recipes.optimizer(run.design.recipe, model, run.budget.lr)
+    opt = timm_parts.optimizer(run.design.recipe, model, run.budget.lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     x = torch.randn(batch, 3, run.budget.img_size, run.budget.img_size).contiguous(memory_format=fmt)
     y = torch.randint(0, info.num_classes, (batch,))
@@ -75,7 +74,7 @@ def pipeline(run, splits, info, batches: int, out: Path, workers: int = 0) -> fl
 
 def eval_speed(run, splits, info, batches: int) -> float:
     model = build_model(run.design.net, num_classes=info.num_classes)
-    val = Transformed(splits.val, recipes.eval_transform(run.design.recipe, run.budget.img_size))
+    val = Transformed(splits.val, timm_parts.eval_transform(run.design.recipe, run.budget.img_size))
     loader = torch.utils.data.DataLoader(val, batch_size=min(2 * run.budget.batch_size, 512))
     t0 = time.perf_counter()
     evaluate(model, loader, info.num_classes, torch.device("cpu"), batches)
@@ -87,17 +86,17 @@ def compare_layouts(runs, splits, info, batch: int, iters: int, rounds: int) -> 
     through `train`), and one thread against two (the model alone); each ratio taken within a round, where the
     measurements are interleaved, and the median over rounds."""
     import runner.devices
-    import runner.fitting.machinery
+    import runner.fitting.training_run
 
     layout = runner.devices.channels_last
 
-    def pipeline_in(cl: bool) -> float:  # the layout of the model (machinery) and of the batches (devices)
-        runner.devices.channels_last = runner.fitting.machinery.channels_last = lambda dev: cl
+    def pipeline_in(cl: bool) -> float:  # the layout of the model (training_run) and of the batches (devices)
+        runner.devices.channels_last = runner.fitting.training_run.channels_last = lambda dev: cl
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 return pipeline(run, splits, info, iters, Path(tmp))
         finally:
-            runner.devices.channels_last = runner.fitting.machinery.channels_last = layout
+            runner.devices.channels_last = runner.fitting.training_run.channels_last = layout
 
     print(f"training, {runs[0].budget.img_size} px, batch {batch}; median of {rounds} interleaved rounds")
     print("| step | model img/s (contiguous, 2 threads) | model: channels-last / contiguous | "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from roadmap.choices import Init
 from roadmap.design import Design
+from roadmap.enums import Init
 from roadmap.recipe import MODERN_RECIPE
 from steps.step import Section, Step
 

@@ -102,38 +102,38 @@ def test_the_batch_plan_is_computed_once_with_its_record():
     """One `BatchPlan` per run: the global batch (at most the training set, even when mixing), its split over the
     processes, the micro-batch and the accumulation steps; config.json's record is derived from it."""
     from roadmap.errors import RoadmapError
-    from runner.planning.batching import plan_batch
+    from runner.planning.batching import BatchPlan
 
-    plan = plan_batch(64, 1000, True, 2, 8)
+    plan = BatchPlan.decide(64, 1000, True, 2, 8)
     numbers = (plan.batch, plan.processes, plan.per_process, plan.micro_batch, plan.accumulation_steps)
     assert numbers == (64, 2, 32, 8, 4)
     assert plan.split == 8 and plan.resolved
     assert plan.record() == {"requested": 8, "batch": 64, "processes": 2, "per_process": 32, "micro_batch": 8,
                              "accumulation_steps": 4}
-    whole = plan_batch(64, 1000, True, 2)
+    whole = BatchPlan.decide(64, 1000, True, 2)
     assert whole.split is None and whole.accumulation_steps == 1 and whole.record() is None
-    assert plan_batch(64, 1000, False, 1, 128).micro_batch == 64  # larger than the batch: the whole batch
-    auto = plan_batch(64, 1000, False, 1, "auto")
+    assert BatchPlan.decide(64, 1000, False, 1, 128).micro_batch == 64  # larger than the batch: the whole batch
+    auto = BatchPlan.decide(64, 1000, False, 1, "auto")
     assert not auto.resolved and auto.record()["micro_batch"] is None and auto.accumulation_steps is None
     resolved = auto.with_micro_batch(16)
     assert resolved.record() == {"requested": "auto", "batch": 64, "processes": 1, "per_process": 64,
                                  "micro_batch": 16, "accumulation_steps": 4}
     assert type(resolved).from_record(resolved.record()) == resolved
     with pytest.raises(RoadmapError, match="does not divide"):
-        plan_batch(64, 1000, False, 1, 24)
+        BatchPlan.decide(64, 1000, False, 1, 24)
 
 
 def _auto_as(micro: int, monkeypatch, calls: list):
     """--micro-batch auto resolved to `micro` as if measured on a GPU; `calls` counts the measurements."""
-    import runner.fitting.machinery as machinery
+    import runner.fitting.training_run as training_run
 
-    def measured(job, model, plan):
+    def measured(model, plan, *_):
         if plan.resolved:
             return plan
         calls.append(plan)
         return plan.with_micro_batch(micro)
 
-    monkeypatch.setattr(machinery, "micro_batch_for", measured)
+    monkeypatch.setattr(training_run, "micro_batch_for", measured)
 
 
 def test_auto_is_resolved_before_config_json_is_written_once(tmp_path, cli, monkeypatch):

@@ -16,12 +16,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from roadmap.choices import Site
 from roadmap.complexity import count
+from roadmap.dataclass_fields import doc_field
 from roadmap.describe import stage_table
 from roadmap.design import RESNET50, Design
+from roadmap.enums import Site
 from roadmap.errors import RoadmapError
-from roadmap.fields import doc_field
 from roadmap.layers import KINDS, LayerKind, LayerSpec, Layout, plan
 from roadmap.model import BUILDERS, build_model
 from roadmap.network import Network

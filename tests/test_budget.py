@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from roadmap.choices import Crop
 from roadmap.design import RESNET50
+from roadmap.enums import Crop
 from roadmap.recipe import MODERN_RECIPE, Recipe
-from runner.fitting import timm_parts as recipes
-from runner.fitting.feed import val_batches_at
+from runner.fitting import timm_parts
+from runner.fitting.training_run import val_batches_at
 from runner.planning.budget import PRESETS, Budget, apply_budget, get_preset, make_budget, scale_regularization
 from runner.planning.options import RunOptions, Selection, Training
 from runner.planning.runs import plan, seeds_of
@@ -23,7 +23,7 @@ from steps import ROADMAP, design_at
 def lrs(recipe: Recipe, steps_per_epoch: int, lr: float) -> list[float]:
     """The lr of every update index 0..total (the runner calls step_update(t) after update t)."""
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
-    sched = recipes.scheduler(recipe, opt, steps_per_epoch)
+    sched = timm_parts.scheduler(recipe, opt, steps_per_epoch)
     out = []
     for t in range(recipe.epochs * steps_per_epoch + 1):
         sched.step_update(t)
@@ -34,7 +34,7 @@ def lrs(recipe: Recipe, steps_per_epoch: int, lr: float) -> list[float]:
 @pytest.mark.parametrize("epochs, warmup, steps", [(6, 0.4, 250), (300, 20, 3), (2, 0.0, 50)])
 def test_cosine_follows_its_closed_form_and_ends_at_min_lr(epochs, warmup, steps):
     recipe = dataclasses.replace(MODERN_RECIPE, epochs=epochs, warmup_epochs=warmup, min_lr=1e-6)
-    peak, low, init = 4e-3, recipe.min_lr, recipes.WARMUP_LR_INIT
+    peak, low, init = 4e-3, recipe.min_lr, timm_parts.WARMUP_LR_INIT
     total, w = epochs * steps, round(warmup * steps)
     got = lrs(recipe, steps, peak)
     for t in range(total + 1):
@@ -62,14 +62,14 @@ def test_step_decay_at_a_third_and_two_thirds_of_any_budget(epochs):
 
 def test_pad_crop_is_a_shifted_window_of_the_zero_padded_image():
     recipe = dataclasses.replace(Recipe(), crop=Crop.PAD)
-    assert recipes.pad_pixels(recipe, 28) == 4 and recipes.pad_pixels(recipe, 32) == 4
+    assert timm_parts.pad_pixels(recipe, 28) == 4 and timm_parts.pad_pixels(recipe, 32) == 4
     rng = np.random.default_rng(0)
     img = rng.integers(1, 255, (28, 28, 3), dtype=np.uint8)  # no zero pixel: padding is recognizable
     mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
     std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     padded = np.pad(img, ((4, 4), (4, 4), (0, 0)))
     windows = {(dy, dx): padded[dy:dy + 28, dx:dx + 28] for dy in range(9) for dx in range(9)}
-    transform = recipes.train_transform(recipe, 28)
+    transform = timm_parts.train_transform(recipe, 28)
     seen = set()
     torch.manual_seed(0)
     for _ in range(60):

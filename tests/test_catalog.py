@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from roadmap.errors import RoadmapError
-from runner.data import DataRequest, DatasetInfo, Splits, catalog, load_dataset, loaders, plan_info
+from runner.data import DataRequest, DatasetInfo, Splits, catalog, load_dataset, plan_info, readers
 from runner.data.cache import fetch_archive
 
 URLOPEN = urllib.request.urlopen
@@ -27,7 +27,7 @@ def offline(tmp_path, monkeypatch) -> Path:
     """An empty cache, no mirror, no Debian copy, and no network: any download attempt fails the test."""
     monkeypatch.setenv("ROADMAP_DATA", str(tmp_path / "cache"))
     monkeypatch.delenv("ROADMAP_MIRROR", raising=False)
-    monkeypatch.setattr(loaders, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
 
     def no_network(*args, **kwargs):
         raise AssertionError("tried to download")
@@ -84,19 +84,19 @@ def test_a_dry_run_plans_the_run_ids_the_real_run_uses(offline):
     opts = RunOptions(Selection(dataset="imagenette", upto="patchify_stem"), Training(preset="smoke"))
     info = catalog.lookup("imagenette").info()
     from_catalog = [r.run_id for r in plan(opts, info.name, info.native_size, info.num_classes)]
-    loaded = DatasetInfo("imagenette", 10, info.classes, 3, 2, 160, synthetic=False)  # what the loader reports
+    loaded = DatasetInfo("imagenette", 10, info.classes, 3, 2, 160, synthetic=False)  # what the reader reports
     assert from_catalog == [r.run_id for r in plan(opts, loaded.name, loaded.native_size, loaded.num_classes)]
 
 
-# -------------------------------------------------------------------------- adding a data set: one entry + one loader
+# -------------------------------------------------------------------------- adding a data set: one entry + one reader
 
 
 def load_toyset(req: DataRequest) -> Splits:
-    """docs/adding-a-dataset.md's loader: toyset.tgz unpacks into toyset/train/<class>/ and toyset/val/<class>/."""
+    """docs/adding-a-dataset.md's reader: toyset.tgz unpacks into toyset/train/<class>/ and toyset/val/<class>/."""
     e = req.entry
-    root = fetch_archive(e.name, e.archives[0].file, e.folder, loaders.has_splits, req.data_dir, req.cache_dir,
+    root = fetch_archive(e.name, e.archives[0].file, e.folder, readers.has_splits, req.data_dir, req.cache_dir,
                          req.download)
-    train, val, _ = loaders.folder_pair(root, req.train_transform, req.eval_transform)
+    train, val, _ = readers.folder_pair(root, req.train_transform, req.eval_transform)
     info = DatasetInfo(e.name, len(train.classes), tuple(train.classes), len(train), len(val), e.native_size,
                        synthetic=False)
     return Splits(train, val, info)
@@ -127,11 +127,11 @@ def toyset(tmp_path, monkeypatch):
         train_size=4, val_size=2, download_size=1234, class_names=("blue", "red"))
     monkeypatch.setitem(catalog.CATALOG, entry.name, entry)
     monkeypatch.setitem(catalog.ARCHIVES, "toyset.tgz", entry.archives[0])
-    monkeypatch.setattr(loaders, "load_toyset", load_toyset, raising=False)
+    monkeypatch.setattr(readers, "load_toyset", load_toyset, raising=False)
     return served
 
 
-def test_a_new_entry_is_in_the_help_the_dry_run_and_the_loader(offline, toyset, cli, tmp_path, monkeypatch):
+def test_a_new_entry_is_in_the_help_the_dry_run_and_the_reader(offline, toyset, cli, tmp_path, monkeypatch):
     code, out, _ = cli("run", "--help")
     assert code == 0 and "toyset: two colours, 40 px" in " ".join(out.split())
     code, out, err = cli("run", "--steps", "convnext_tiny", "--dataset", "toy_set", "--preset", "smoke",
@@ -145,16 +145,16 @@ def test_a_new_entry_is_in_the_help_the_dry_run_and_the_loader(offline, toyset, 
                        "--out", str(tmp_path / "o"))  # the archive is not published yet: one line, exit 2
     assert code == 2 and "cannot download toyset.tgz" in err and len(err.strip().splitlines()) == 1
     _toyset_archive(toyset)
-    splits = load_dataset("toyset")  # dispatched to the entry's loader, downloaded and unpacked into the cache
+    splits = load_dataset("toyset")  # dispatched to the entry's reader, downloaded and unpacked into the cache
     assert splits.info == DatasetInfo("toyset", 2, ("blue", "red"), 4, 2, 40, synthetic=False)
     assert (offline / "toyset" / "train" / "red").is_dir()
 
 
-def test_every_entry_names_a_loader_function_and_spells_uniquely():
+def test_every_entry_names_a_reader_function_and_spells_uniquely():
     spellings = [n for e in catalog.ENTRIES for n in (e.name, *e.aliases)]
     assert len(spellings) == len(set(spellings))
     for e in catalog.ENTRIES:
-        assert callable(getattr(loaders, e.loader, None)), e.loader
+        assert callable(getattr(readers, e.reader, None)), e.reader
         assert catalog.lookup(e.usage.replace("PATH", "/x").split("[")[0]) is e
     assert catalog.lookup("Imagenette_160").name == "imagenette"
     with pytest.raises(RoadmapError, match="takes no argument"):
@@ -169,7 +169,7 @@ def unreachable(tmp_path, monkeypatch) -> Path:
     """An empty cache, no Debian copy, and every download failing as it does offline."""
     monkeypatch.setenv("ROADMAP_DATA", str(tmp_path / "cache"))
     monkeypatch.delenv("ROADMAP_MIRROR", raising=False)
-    monkeypatch.setattr(loaders, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")

@@ -157,10 +157,8 @@ def compile_without_recompiles(dev: torch.device, tmp_path: Path) -> None:
 
     from runner.data import load_dataset
     from runner.devices import choose_data_path
-    from runner.fitting.feed import loaders
-    from runner.fitting.job import Job
     from runner.fitting.loop import evaluate, train_epoch
-    from runner.fitting.machinery import prepare
+    from runner.fitting.training_run import Job, loaders, prepare
     from runner.planning.options import RunOptions, Selection, Training
     from runner.planning.runs import plan
     from runner.store import RunDir
@@ -179,7 +177,7 @@ def compile_without_recompiles(dev: torch.device, tmp_path: Path) -> None:
         for epoch in range(3):
             if epoch == 1:
                 torch._dynamo.config.error_on_recompile = True
-            train_loader, val_loader = loaders(job, t.plan, epoch)
+            train_loader, val_loader = loaders(job, t.batch_plan, epoch)
             stats, bad = train_epoch(t, train_loader, epoch, steps=4)
             assert not bad
             evaluate(t.eval_model, val_loader, info.num_classes, dev, len(val_loader))
@@ -198,14 +196,13 @@ def no_host_sync_in_the_loops(dev: torch.device, tmp_path: Path, monkeypatch) ->
     from test_gpu_first_run import tiny_job
 
     import runner.fitting.loop as loop
-    from runner.fitting.feed import loaders
-    from runner.fitting.machinery import prepare
+    from runner.fitting.training_run import loaders, prepare
 
     # SMALL's images and batch (64 px, 32): the augmentation's graph of the other tests, not one more to compile
     job = tiny_job(tmp_path, "convnext_tiny", "synthetic:train=1792,val=40", device=dev, batch_size=32)
     t = prepare(job)
     steps = 2 * loop.CUDA_CHECK_EVERY + 5  # the second check reads the first one's pinned copy
-    train_loader, val_loader = loaders(job, t.plan, 0)
+    train_loader, val_loader = loaders(job, t.batch_plan, 0)
     real_read, real_sync = loop._to_host, loop.synchronize
 
     def allowed(fn):

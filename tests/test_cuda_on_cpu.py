@@ -59,15 +59,16 @@ def test_micro_batch_auto_on_cpu(tmp_path, cli, monkeypatch):
     code, text, err = cli(*on_gpu.micro_batch_auto_args("cpu", tmp_path / "o"))
     assert code == 0, err
     assert "--micro-batch auto on cpu: the whole batch" in text
-    import runner.fitting.machinery as trainer  # and on CUDA the line the test looks for
+    import runner.fitting.micro_batch as micro_batch  # and on CUDA the line the test looks for
 
     logged = []
-    monkeypatch.setattr(trainer, "_fitting_micro_batch", lambda job, model, per_rank: 16)
-    from runner.planning.batching import plan_batch
+    monkeypatch.setattr(micro_batch, "_fitting_micro_batch", lambda model, per_rank, *_: 16)
+    from runner.planning.batching import BatchPlan
 
     job = dataclasses.replace(tiny_job(tmp_path, "convnext_tiny", log=logged.append), device=torch.device("cuda", 0))
-    plan = plan_batch(32, 64, mixes=True, requested="auto")
-    assert trainer.micro_batch_for(job, torch.nn.Linear(1, 1), plan).micro_batch == 16
+    plan = BatchPlan.decide(32, 64, mixes=True, requested="auto")
+    assert micro_batch.micro_batch_for(torch.nn.Linear(1, 1), plan, job.design.recipe, job.budget.img_size, job.device,
+                                       job.dist, job.log).micro_batch == 16
     assert "--micro-batch auto:" in logged[0] and "2 accumulation step(s)" in logged[0]
 
 

@@ -26,7 +26,7 @@ import torchvision.datasets as tvd
 from PIL import Image
 
 from roadmap.errors import RoadmapError
-from runner.data import ARCHIVES, Archive, ArrayDataset, load_dataset, loaders, read_idx
+from runner.data import ARCHIVES, Archive, ArrayDataset, load_dataset, read_idx, readers
 from runner.data.download import download, extract
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -394,7 +394,7 @@ def test_fashion_mnist_from_data_dir(cache, tmp_path, gz):
 
 def test_fashion_mnist_download(cache, tmp_path, monkeypatch):
     served = _fashion_files(tmp_path / "served", n_train=7, n_val=3)
-    monkeypatch.setattr(loaders, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
     for f in served.iterdir():
         monkeypatch.setitem(ARCHIVES, f.name, Archive(f.as_uri(), None, None, hashlib.md5(f.read_bytes()).hexdigest()))
     with pytest.raises(RoadmapError, match="downloading is off") as err:
@@ -406,7 +406,7 @@ def test_fashion_mnist_download(cache, tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_damaged_file(cache, tmp_path, monkeypatch):
-    monkeypatch.setattr(loaders, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
     folder = _fashion_files(tmp_path / "fm")
     good = (folder / "train-images-idx3-ubyte.gz").read_bytes()
     (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(gzip.decompress(good)[:-100]))
@@ -419,7 +419,7 @@ def test_fashion_mnist_damaged_file(cache, tmp_path, monkeypatch):
     one_line(err)
 
 
-@pytest.mark.skipif(not loaders.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's fashion-mnist package is not installed")
+@pytest.mark.skipif(not readers.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's fashion-mnist package is not installed")
 def test_fashion_mnist_debian_copy(cache):
     splits = load_dataset("fashion-mnist")
     info = splits.info

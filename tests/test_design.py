@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
+from roadmap.dataclass_fields import doc_field, from_dict, parse_value, to_dict
 from roadmap.design import RESNET50, Design
 from roadmap.errors import RoadmapError
-from roadmap.fields import doc_field, from_dict, parse_value, to_dict
 from roadmap.network import Network
 from roadmap.recipe import Recipe
 from steps import ROADMAP, design_at, design_for

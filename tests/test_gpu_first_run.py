@@ -19,11 +19,11 @@ CPU = torch.device("cpu")
 def _fresh_augmentations():
     """The runner keeps one GpuAugment per recipe (its compiled graph, or its failure to compile) for the process:
     every test here starts and ends without them."""
-    import runner.fitting.feed
+    import runner.fitting.training_run
 
-    runner.fitting.feed._augment.cache_clear()
+    runner.fitting.training_run._augment.cache_clear()
     yield
-    runner.fitting.feed._augment.cache_clear()
+    runner.fitting.training_run._augment.cache_clear()
 
 
 def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=24,size=40", device=CPU,
@@ -32,7 +32,7 @@ def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=2
     it (tests/test_cuda.py builds its own on CUDA)."""
     from runner.data import load_dataset
     from runner.devices import choose_data_path
-    from runner.fitting.job import Job
+    from runner.fitting.training_run import Job
     from runner.planning.options import RunOptions, Selection, Training
     from runner.planning.runs import plan
     from runner.store import RunDir
@@ -64,12 +64,11 @@ def test_the_loops_read_nothing_back_but_through_one_counted_function(tmp_path, 
     `.numpy()`, `bool()`/`float()`/`int()` of a tensor, `nonzero`, and builds no tensor from host data
     (`torch.tensor(..., device=...)`: a copy from pageable memory, which waits on CUDA)."""
     import runner.fitting.loop as loop
-    from runner.fitting.feed import loaders
-    from runner.fitting.machinery import prepare
+    from runner.fitting.training_run import loaders, prepare
 
     job = tiny_job(tmp_path, spec)
     t = prepare(job)
-    train_loader, val_loader = loaders(job, t.plan, 0)
+    train_loader, val_loader = loaders(job, t.batch_plan, 0)
     cpu, tolist = torch.Tensor.cpu, torch.Tensor.tolist
     reads = []
 
@@ -202,24 +201,26 @@ class _FakeGpu:
 def test_micro_batch_auto_survives_cudnn_allocation_failures_and_measures_after_autotuning(tmp_path, monkeypatch):
     import warnings
 
-    from runner.fitting.machinery import _fitting_micro_batch
+    from runner.fitting.micro_batch import _fitting_micro_batch
 
     gpu = _FakeGpu(monkeypatch, fits=4)
     job = tiny_job(tmp_path, "convnext_tiny")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # autocast for "cuda" on a machine without one
-        assert _fitting_micro_batch(job, gpu.model(), 8) == 4  # 8 fails to allocate; 4 fits once warm
+        # 8 fails to allocate; 4 fits once warm
+        assert _fitting_micro_batch(gpu.model(), 8, job.design.recipe, job.budget.img_size, job.device) == 4
 
 
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
 def test_micro_batch_auto_lets_other_errors_through(tmp_path, monkeypatch):
-    from runner.fitting.machinery import _fitting_micro_batch
+    from runner.fitting.micro_batch import _fitting_micro_batch
 
     gpu = _FakeGpu(monkeypatch, fits=8)
     model = gpu.model()
     model.forward = lambda x: (_ for _ in ()).throw(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     with pytest.raises(RuntimeError, match="shapes"):
-        _fitting_micro_batch(tiny_job(tmp_path, "convnext_tiny"), model, 8)
+        job = tiny_job(tmp_path, "convnext_tiny")
+        _fitting_micro_batch(model, 8, job.design.recipe, job.budget.img_size, job.device)
 
 
 def test_a_run_leaves_its_process_group_at_the_end(tmp_path, cli, monkeypatch):
@@ -246,7 +247,7 @@ def test_a_run_leaves_its_process_group_at_the_end(tmp_path, cli, monkeypatch):
 
 
 def test_cuda_runs_compile_the_augmentation_without_compile_for_the_model(tmp_path):
-    from runner.fitting.feed import compiles_augment
+    from runner.fitting.training_run import compiles_augment
 
     job = tiny_job(tmp_path, "convnext_tiny")
     assert not compiles_augment(job)  # CPU without --compile: eager, as before
@@ -256,7 +257,7 @@ def test_cuda_runs_compile_the_augmentation_without_compile_for_the_model(tmp_pa
 
 def test_a_failing_compile_falls_back_to_the_eager_augmentation_with_one_warning(tmp_path, monkeypatch, capsys):
     from runner.device_data import DeviceLoader
-    from runner.fitting.feed import _augment
+    from runner.fitting.training_run import _augment
 
     def broken(fn, **kw):
         def call(*a, **k):
@@ -324,7 +325,7 @@ def test_a_compile_error_on_a_later_batch_shape_falls_back_too_and_a_runtime_err
     limit can be met on a later shape: that falls back to eager as well. An error of running is raised."""
     import torch._dynamo.exc as dynamo_exc
 
-    from runner.fitting.feed import _augment
+    from runner.fitting.training_run import _augment
 
     job = tiny_job(tmp_path, "convnext_tiny")
     x, y = job.device_data[0].images[:8], job.device_data[0].targets[:8]

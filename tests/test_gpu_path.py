@@ -70,17 +70,17 @@ def test_a_single_cuda_process_is_bound_to_its_own_gpu(monkeypatch):
 def test_cuda_synchronize_always_names_the_device(monkeypatch):
     import runner.dist as dist
     import runner.fitting.checkpoint
-    import runner.fitting.feed
     import runner.fitting.fit
     import runner.fitting.loop
-    import runner.fitting.machinery
+    import runner.fitting.micro_batch
+    import runner.fitting.training_run
 
     calls = _Recorder()
     monkeypatch.setattr(torch.cuda, "synchronize", calls)
     dist.synchronize(torch.device("cuda", 1))
     dist.synchronize(torch.device("cpu"))
     assert calls.calls == [((torch.device("cuda", 1),), {})]
-    for training in (runner.fitting.fit, runner.fitting.machinery, runner.fitting.loop, runner.fitting.feed,
+    for training in (runner.fitting.fit, runner.fitting.training_run, runner.fitting.micro_batch, runner.fitting.loop,
                      runner.fitting.checkpoint):
         assert "torch.cuda.synchronize()" not in inspect.getsource(training)  # which would wait on the current device
 
@@ -191,7 +191,7 @@ def test_bench_memory_is_each_models_own(monkeypatch):
 
 
 def test_cudnn_autotuning_is_on_for_cuda(monkeypatch):
-    from runner.fitting.machinery import configure_backends
+    from runner.fitting.training_run import configure_backends
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     configure_backends(torch.device("cpu"))

@@ -1,5 +1,6 @@
-"""Imports run one way: no cycles between the project's modules (imports inside functions count), and no
-wrong-way edges between its packages (docs: README "Architecture").
+"""Imports run one way: no cycles between the project's modules (every import counts: inside functions, under
+`if TYPE_CHECKING:`, and by name through `importlib.import_module`), and no wrong-way edges between its packages or
+rooms (docs/architecture.md).
 
 The graph is read from the source with `ast`, so the check needs no import of anything. Each failure names the
 offending edge on one line: `module -> imported (file:line)`.
@@ -15,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("roadmap", "steps", "runner", "reports")
 HEAVY = ("torch", "torchvision", "timm")  # what looking at the roadmap and rendering reports never pays for
 # roadmap's base layer: below steps, runner and reports (the description and its layer plan, the records, errors)
-CORE = ("roadmap.errors", "roadmap.choices", "roadmap.fields", "roadmap.network", "roadmap.recipe", "roadmap.design",
-        "roadmap.layers", "roadmap.schema", "roadmap.files", "roadmap.units")
+CORE = ("roadmap.errors", "roadmap.enums", "roadmap.dataclass_fields", "roadmap.network", "roadmap.recipe",
+        "roadmap.design", "roadmap.layers", "roadmap.schema", "roadmap.record_files", "roadmap.durations")
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class Edge:
     target: str  # imported project module, or the top-level name of a third-party package
     file: str
     line: int
-    top_level: bool  # executed on import (not inside a function)
+    top_level: bool  # executed on import (not inside a function, not type-only)
+    type_only: bool = False  # under `if TYPE_CHECKING:` (never executed)
 
     def __str__(self) -> str:
         return f"{self.source} -> {self.target} ({self.file}:{self.line})"
@@ -55,20 +57,22 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(tree: ast.AST, in_function: bool = False):
-    """(imported name, line, inside a function) for every import statement, skipping `if TYPE_CHECKING:` blocks."""
+def _imports(tree: ast.AST, in_function: bool = False, type_only: bool = False):
+    """(imported name, line, inside a function, type-only) for every import statement: inside a function or under
+    `if TYPE_CHECKING:`, an import still makes an edge of the graph, just not one that runs on import."""
     for node in ast.iter_child_nodes(tree):
         if isinstance(node, ast.If) and _is_type_checking(node):
-            yield from _imports(ast.Module(body=node.orelse, type_ignores=[]), in_function)
+            yield from _imports(ast.Module(body=node.body, type_ignores=[]), in_function, True)
+            yield from _imports(ast.Module(body=node.orelse, type_ignores=[]), in_function, type_only)
             continue
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield alias.name, node.lineno, in_function
+                yield alias.name, node.lineno, in_function, type_only
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             for alias in node.names:  # `from pkg import submodule` imports the submodule; `from m import f`, m
-                yield f"{node.module}.{alias.name}", node.lineno, in_function
+                yield f"{node.module}.{alias.name}", node.lineno, in_function, type_only
         nested = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-        yield from _imports(node, nested)
+        yield from _imports(node, nested, type_only)
 
 
 def _lazy_imports(tree: ast.AST, modules: dict[str, Path]):
@@ -79,7 +83,7 @@ def _lazy_imports(tree: ast.AST, modules: dict[str, Path]):
         return
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in modules:
-            yield node.value, node.lineno, True
+            yield node.value, node.lineno, True, False
 
 
 def import_graph() -> list[Edge]:
@@ -88,14 +92,14 @@ def import_graph() -> list[Edge]:
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
         rel = str(path.relative_to(ROOT))
-        for imported, line, in_function in (*_imports(tree), *_lazy_imports(tree, modules)):
+        for imported, line, in_function, type_only in (*_imports(tree), *_lazy_imports(tree, modules)):
             target = _resolve(imported, modules)
             if target != name and (target in modules or imported.split(".")[0] not in PACKAGES):
-                edges.add(Edge(name, target, rel, line, not in_function))
+                edges.add(Edge(name, target, rel, line, not (in_function or type_only), type_only))
     # an edge reported once per (source, target, kind): the first line it occurs on
-    first: dict[tuple[str, str, bool], Edge] = {}
+    first: dict[tuple[str, str, bool, bool], Edge] = {}
     for e in sorted(edges, key=lambda e: (e.source, e.target, e.line)):
-        first.setdefault((e.source, e.target, e.top_level), e)
+        first.setdefault((e.source, e.target, e.top_level, e.type_only), e)
     return list(first.values())
 
 
@@ -157,6 +161,8 @@ def wrong_way(e: Edge) -> str | None:
         return "reports render stored records only: no torch, timm or runner"
     if src == "runner" and dst == "reports":
         return "runner does not import reports (the CLI runs, then reports)"
+    if e.source.startswith("runner.planning") and e.target.startswith("runner.fitting"):
+        return "the plan is torch-free data that fitting reads: runner/planning/ never imports runner/fitting/"
     if src == "steps" and (dst in HEAVY or dst in ("runner", "reports")):
         return "steps are pure edits of a description: no torch, timm, runner or reports"
     if e.source in CORE and dst in ("steps", "runner", "reports", *HEAVY):
@@ -171,7 +177,7 @@ def test_imports_go_one_way():
 
 def test_steps_import_at_module_level():
     """A step module says what it depends on at its top: no imports hidden inside functions."""
-    hidden = [str(e) for e in import_graph() if _package(e.source) == "steps" and not e.top_level]
+    hidden = [str(e) for e in import_graph() if _package(e.source) == "steps" and not e.top_level and not e.type_only]
     assert not hidden, "imports inside functions in steps/: " + "; ".join(hidden)
 
 
@@ -255,3 +261,33 @@ def test_the_check_sees_roadmap_importing_the_runner(tmp_path, monkeypatch):
         assert "only the CLI" in str(failure)
     else:
         raise AssertionError("roadmap.describe importing runner was not found")
+
+
+def test_the_check_sees_a_loop_of_type_only_and_function_level_imports(tmp_path, monkeypatch):
+    """A loop that no import runs at load time (one side under `if TYPE_CHECKING:`, the other inside a function) is
+    still a loop: both edges are in the graph, neither as top-level, and the cycle test names them."""
+    for pkg in PACKAGES:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "runner" / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from runner.b import B\n")
+    (tmp_path / "runner" / "b.py").write_text("def f():\n    import runner.a\n")
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    edges = {(e.source, e.target, e.top_level) for e in import_graph()}
+    assert {("runner.a", "runner.b", False), ("runner.b", "runner.a", False)} <= edges
+    assert [e.type_only for e in import_graph() if e.source == "runner.a" and e.target == "runner.b"] == [True]
+    try:
+        test_no_import_cycles()
+    except AssertionError as failure:
+        assert "runner.a -> runner.b (runner/a.py:3)" in str(failure)
+        assert "runner.b -> runner.a (runner/b.py:2)" in str(failure)
+    else:
+        raise AssertionError("the loop of a type-only and a function-level import was not found")
+
+
+def test_the_check_sees_planning_importing_fitting():
+    """The plan is read by fitting, never the reverse: a planning module importing a fitting one, even lazily, is a
+    wrong-way edge; fitting importing planning is the right way."""
+    assert wrong_way(Edge("runner.planning.batching", "runner.fitting.timm_parts", "x.py", 1, False))
+    assert wrong_way(Edge("runner.planning.runs", "runner.fitting.checkpoint", "x.py", 1, True))
+    assert wrong_way(Edge("runner.fitting.fit", "runner.planning.batching", "x.py", 1, True)) is None

@@ -14,7 +14,7 @@ from roadmap.complexity import count
 from roadmap.errors import RoadmapError
 from roadmap.layers import Kind, plan
 from roadmap.model import BUILDERS, BatchNormLast, ChannelsFirst, ChannelsLast
-from roadmap.weights import from_timm_convnext, from_torchvision_resnet50, load_checkpoint
+from roadmap.weights import from_timm_convnext, from_torchvision_resnet50, state_dict_from_file
 from steps import MAIN_PATH, ROADMAP, compose, design_for, low_resolution, scaled
 
 
@@ -66,7 +66,7 @@ def test_official_convnext_checkpoint_loads(tmp_path):
         official[k] = v
     torch.save({"model": official}, tmp_path / "convnext_tiny_1k_224.pth")
     ours = build_model("convnext_tiny").eval()
-    ours.load_state_dict(load_checkpoint(tmp_path / "convnext_tiny_1k_224.pth"), strict=True)
+    ours.load_state_dict(state_dict_from_file(tmp_path / "convnext_tiny_1k_224.pth"), strict=True)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=0)
@@ -74,10 +74,10 @@ def test_official_convnext_checkpoint_loads(tmp_path):
 
 def test_bad_checkpoints_are_clear_errors(tmp_path):
     with pytest.raises(RoadmapError, match="does not exist"):
-        load_checkpoint(tmp_path / "nope.pth")
+        state_dict_from_file(tmp_path / "nope.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(RoadmapError, match="cannot read"):
-        load_checkpoint(tmp_path / "junk.pth")
+        state_dict_from_file(tmp_path / "junk.pth")
     with pytest.raises(RoadmapError, match="unexpected key"):
         from_timm_convnext({"something.else": torch.zeros(1)})
 

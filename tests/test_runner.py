@@ -310,7 +310,8 @@ def test_throughput_and_train_accuracy_count_images_not_soft_target_entries(monk
     from runner.fitting.timm_parts import Targets
 
     sched = types.SimpleNamespace(step_update=lambda n: None)
-    kit = types.SimpleNamespace(job=job, plan=BatchPlan(None, 8, 1, 8, 8), forward_model=model, model=model, opt=opt,
+    kit = types.SimpleNamespace(job=job, batch_plan=BatchPlan(None, 8, 1, 8, 8), forward_model=model, model=model,
+                                opt=opt,
                                 sched=sched, mix=Targets(None, SoftTargetCrossEntropy()), ema=None, updates=0,
                                 steps_per_epoch=5)
     stats, bad = train_mod.train_epoch(kit, batches, 0)
@@ -365,7 +366,8 @@ def test_train_top1_under_mixing_counts_the_mixed_images_main_class(monkeypatch)
     sched = types.SimpleNamespace(step_update=lambda n: None)
     mix = Targets(types.SimpleNamespace(), lambda out, target: (out * 0).sum() + w.sum())
     monkeypatch.setattr(Targets, "__call__", lambda self, x, y: swap(x, y))
-    kit = types.SimpleNamespace(job=job, plan=BatchPlan(None, 8, 1, 8, 8), forward_model=model, model=model, opt=opt,
+    kit = types.SimpleNamespace(job=job, batch_plan=BatchPlan(None, 8, 1, 8, 8), forward_model=model, model=model,
+                                opt=opt,
                                 sched=sched, mix=mix, ema=None, updates=0, steps_per_epoch=3)
     stats, _ = train_mod.train_epoch(kit, [(images, labels)] * 3, 0)
     assert stats["train_top1"] == 100.0  # the old count compared with the unmixed labels: 0 %

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from roadmap.files import Unreadable
+from roadmap.record_files import Unreadable
 from roadmap.schema import (
     CONFIG,
     METRICS,

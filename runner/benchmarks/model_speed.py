@@ -19,7 +19,7 @@ from torch import nn
 from roadmap.complexity import count
 from roadmap.model import build_model
 from runner.dist import synchronize
-from runner.fitting.machinery import configure_backends
+from runner.fitting.training_run import configure_backends
 from steps import canonical, design_for
 
 # Our step -> the reference implementation of the same network

@@ -1,6 +1,6 @@
 """`roadmap bench`: the whole training pipeline of each step, beside a plain timm-style loop on the same model.
 
-Ours is what `roadmap run` trains with (`runner.fitting.machinery.prepare` and `runner.fitting.loop.train_epoch`):
+Ours is what `roadmap run` trains with (`runner.fitting.training_run.prepare` and `runner.fitting.loop.train_epoch`):
 images held on the device and augmented there in batches (the data path `roadmap run` would choose), bf16 autocast and
 channels-last on CUDA, fused AdamW, optional torch.compile, no host syncs in the step loop, evaluation at twice
 the training batch.
@@ -34,12 +34,10 @@ from runner.benchmarks.model_speed import mfu_percent, peak_tflops
 from runner.data import load_dataset
 from runner.devices import choose_data_path, default_workers, to_device
 from runner.dist import synchronize
-from runner.fitting import timm_parts as recipes
-from runner.fitting.feed import Transformed, eval_batch_size, loaders
-from runner.fitting.job import Job
+from runner.fitting import timm_parts
 from runner.fitting.loop import evaluate, train_epoch
-from runner.fitting.machinery import prepare
 from runner.fitting.seeding import seed_everything
+from runner.fitting.training_run import Job, Transformed, eval_batch_size, loaders, prepare
 from runner.planning.budget import IMAGENETTE_SHAPED
 from runner.planning.options import RunOptions, Selection, Training
 from runner.planning.runs import plan
@@ -98,12 +96,12 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     dev = job.device
     t0 = time.perf_counter()
     t = prepare(job)  # (a run's one-time work: the model, and on CUDA or with --compile the augmentation's compile)
-    train_loader, val_loader = loaders(job, t.plan, 0)
+    train_loader, val_loader = loaders(job, t.batch_plan, 0)
     synchronize(dev)
     train_epoch(t, train_loader, 0, steps=min(warmup, len(train_loader)))
     synchronize(dev)
     warm = time.perf_counter() - t0
-    train_loader, val_loader = loaders(job, t.plan, 1)
+    train_loader, val_loader = loaders(job, t.batch_plan, 1)
     _reset_memory(dev)
     stats, _ = train_epoch(t, train_loader, 1, steps=iters)
     memory = _peak_memory(dev)
@@ -118,7 +116,7 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     batch = train_loader.batch_size
     augment = eager = None
     if job.device_data is not None and len(train_loader) > 1:
-        augment_loader = loaders(job, t.plan, 2)[0]
+        augment_loader = loaders(job, t.batch_plan, 2)[0]
         augment = augment_ms_per_batch(augment_loader, dev)
         if augment_loader.compiled and getattr(augment_loader.transform, "compile_failed", "") is None:
             augment_loader.compiled = False  # the eager augmentation, for comparison: what compiling it buys
@@ -148,14 +146,14 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
     model = build_model(design.net, num_classes=num_classes).to(dev)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    opt = recipes.optimizer(recipe, model, budget.lr, fused=False)
-    mix = recipes.targets(recipe, num_classes)
+    opt = timm_parts.optimizer(recipe, model, budget.lr, fused=False)
+    mix = timm_parts.targets(recipe, num_classes)
     batch = min(budget.batch_size, len(splits.train))
     batch -= batch % 2 if mix.mixup is not None else 0
     common = dict(num_workers=workers, pin_memory=cuda, persistent_workers=workers > 0)
-    train = DataLoader(Transformed(splits.train, recipes.train_transform(recipe, budget.img_size)), batch_size=batch,
+    train = DataLoader(Transformed(splits.train, timm_parts.train_transform(recipe, budget.img_size)), batch_size=batch,
                        shuffle=True, drop_last=True, **common)
-    val = DataLoader(Transformed(splits.val, recipes.eval_transform(recipe, budget.img_size)),
+    val = DataLoader(Transformed(splits.val, timm_parts.eval_transform(recipe, budget.img_size)),
                      batch_size=eval_batch_size(budget.batch_size), **common)
 
     steps = _reference_steps(model, opt, mix, train, dev)

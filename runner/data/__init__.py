@@ -14,15 +14,15 @@ is off raises its subclass `DataMissing`.
 The modules, one concern each:
 
 - `catalog`: the registry, one entry per data set (names, archives with sizes and checksums, classes, native size,
-  image counts, its loader); pure Python, read by the CLI's help and the dry run.
+  image counts, its reader); pure Python, read by the CLI's help and the dry run.
 - `download`: fetching a URL into a file (resumable, checked) and unpacking an archive safely.
 - `cache`: where archives live ($ROADMAP_DATA, --data-dir) and how one becomes a checked, extracted folder.
-- `formats`: readers of image files and IDX arrays.
+- `formats`: decoding image files and IDX arrays.
 - `datasets`: the torch Datasets (image folders, file lists, in-memory arrays).
-- `loaders`: one loader function per kind of dataset, `load_dataset` (the entry point, which dispatches from the
+- `readers`: one reader function per kind of dataset, `load_dataset` (the entry point, which dispatches from the
   catalog) and `plan_info` (a data set's shape for a dry run, from the catalog when the data is not here).
 - `synthetic`: the generated dataset.
-- `splits`: `Splits` and `DatasetInfo`, what every loader returns.
+- `splits`: `Splits` and `DatasetInfo`, what every reader returns.
 
 The names below load their module on first use (PEP 562), so `runner.data.catalog` imports no torch.
 """
@@ -49,9 +49,9 @@ _LAZY: dict[str, str] = {
     "ImageFolderRGB": "runner.data.datasets",
     "load_rgb": "runner.data.formats",
     "read_idx": "runner.data.formats",
-    "DataRequest": "runner.data.loaders",
-    "load_dataset": "runner.data.loaders",
-    "plan_info": "runner.data.loaders",
+    "DataRequest": "runner.data.readers",
+    "load_dataset": "runner.data.readers",
+    "plan_info": "runner.data.readers",
     "DatasetInfo": "runner.data.splits",
     "Splits": "runner.data.splits",
     "Transform": "runner.data.splits",

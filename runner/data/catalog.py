@@ -1,16 +1,16 @@
 """The data set registry: one entry per data set the roadmap knows by name, with everything known about it before
 it is on disk (aliases, the archives it is published in with their sizes and checksums, classes, native image size,
-train/val image counts) and the loader function that reads it.
+train/val image counts) and the reader function that reads it.
 
     entry = lookup("imagenette-160")      # aliases and spelling (case, `_`) resolve to the entry
     entry.info()                          # DatasetInfo from the catalog alone: a dry run plans with it offline
     help_text()                           # what `--dataset` accepts, for the CLI's help
 
-Adding a data set is one `DatasetEntry` in `ENTRIES` plus one loader function in `runner.data.loaders` (named by
-the entry's `loader`): docs/adding-a-dataset.md. `load_dataset` dispatches from `CATALOG`; the CLI's help and
+Adding a data set is one `DatasetEntry` in `ENTRIES` plus one reader function in `runner.data.readers` (named by
+the entry's `reader`): docs/adding-a-dataset.md. `load_dataset` dispatches from `CATALOG`; the CLI's help and
 `roadmap run --dry-run` read it too.
 
-Pure Python, no torch: `roadmap --help` reads this module. The loader is therefore named, not imported (the loaders
+Pure Python, no torch: `roadmap --help` reads this module. The reader is therefore named, not imported (the readers
 import torchvision); a test checks that every name resolves. Tests (or $ROADMAP_MIRROR) point `ARCHIVES`, the
 download table built from the entries, elsewhere.
 """
@@ -48,7 +48,7 @@ class DatasetEntry:
 
     name: str  # the canonical name (run ids and records use it)
     about: str  # one phrase for the CLI's help
-    loader: str  # the function in runner.data.loaders that reads it: loader(DataRequest) -> Splits
+    reader: str  # the function in runner.data.readers that reads it: reader(DataRequest) -> Splits
     aliases: tuple[str, ...] = ()
     archives: tuple[Archive, ...] = ()  # what is downloaded, in order; empty: nothing is (local or generated)
     folder: str | None = None  # the folder the archive unpacks into
@@ -111,7 +111,7 @@ WNID_NAMES: dict[str, str] = {
     "n02111889": "Samoyed",
     "n02115641": "dingo",
 }
-_IMAGENETTE = tuple(WNID_NAMES.values())[:10]  # in the folders' (sorted wnid) order, as the loader labels them
+_IMAGENETTE = tuple(WNID_NAMES.values())[:10]  # in the folders' (sorted wnid) order, as the reader labels them
 _IMAGEWOOF = tuple(WNID_NAMES.values())[10:]
 
 FASHION_MNIST_CLASSES = (

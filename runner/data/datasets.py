@@ -1,4 +1,4 @@
-"""The torch Datasets every loader builds on: image folders, listed image files, and images held in memory.
+"""The torch Datasets every reader builds on: image folders, listed image files, and images held in memory.
 
 Every one yields RGB PIL images (grey ones are converted) and int labels, so one transform pipeline fits all.
 In-memory datasets keep their raw uint8 pixels in `.images` (N, H, W[, 3]) and labels in `.targets` (int64), like

@@ -4,9 +4,9 @@ Determinism: every epoch re-seeds Python, NumPy and torch from (seed, epoch) (ru
 checkpoint holds the model, optimizer, EMA and metrics history (runner.fitting.checkpoint); so a run killed at any
 moment and resumed from its last checkpoint repeats the lost epoch exactly (on CPU, same thread count).
 
-The parts: runner.fitting.job (the inputs), runner.fitting.machinery (model, optimizer, schedule, EMA...),
-runner.fitting.feed (the batches), runner.fitting.loop (one epoch, evaluation); this module runs the epochs and
-writes the records.
+The parts: runner.fitting.training_run (the run's inputs, `Job`, and its state, `TrainingRun`: model, optimizer,
+schedule, EMA, batch plan, and each epoch's batches), runner.fitting.loop (one epoch, evaluation); this module runs
+the epochs and writes the records.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ from roadmap.errors import RoadmapError
 from roadmap.schema import ClassScore, Diverged, EpochMetrics, RunResult
 from runner.dist import barrier
 from runner.fitting.checkpoint import CheckpointWriter, load_checkpoint
-from runner.fitting.feed import limit_batches, loaders, val_batches_at
-from runner.fitting.job import Job
 from runner.fitting.loop import Evaluation, evaluate, per_class, train_epoch
-from runner.fitting.machinery import Machinery, prepare
 from runner.fitting.seeding import epoch_seed, rank_seed, seed_everything
 from runner.fitting.tracking import Tracker, make_tracker
+from runner.fitting.training_run import Job, TrainingRun, limit_batches, loaders, prepare, val_batches_at
 from runner.planning.batching import BatchPlan
 from runner.planning.provenance import now
 from runner.store import atomic_write_bytes
@@ -47,11 +45,11 @@ class Progress:
 def train(job: Job) -> dict[str, Any]:
     """Train `job` to the end of its budget (resuming if a checkpoint exists); write and return result.json."""
     main = job.dist.is_main
-    state = load_checkpoint(job)
+    state = load_checkpoint(job.run_dir, job.device, job.log if main else None, job.label)
     job = _recorded_batch(job)
     t = prepare(job)  # decides the batch plan ("auto": measured once) and the augmentation (compiled or eager)
     if main and job.config is not None and not job.run_dir.config.exists():
-        job.run_dir.write_config(replace(job.config(t.plan), augment=t.augment))  # once, with both decided
+        job.run_dir.write_config(replace(job.config(t.batch_plan), augment=t.augment))  # once, with both decided
     p = _resume(job, t, state)
     tracker = make_tracker(job.tracker, job.run_dir.root, job.run_dir.root.name, job.design.to_dict()) \
         if main and job.tracker else None
@@ -74,7 +72,7 @@ def train(job: Job) -> dict[str, Any]:
 def _recorded_batch(job: Job) -> Job:
     """A resumed run keeps the batch plan its config.json records ("auto" as measured when it started), so the
     resumed epochs are computed as the first ones were."""
-    planned = job.batch
+    planned = job.batch_plan
     if planned is None or planned.resolved or not job.run_dir.config.exists():
         return job
     try:
@@ -85,10 +83,10 @@ def _recorded_batch(job: Job) -> Job:
         return job
     recorded = BatchPlan.from_record(record)
     same = (recorded.per_process, recorded.processes) == (planned.per_process, planned.processes)
-    return replace(job, batch=recorded) if same else job
+    return replace(job, batch_plan=recorded) if same else job
 
 
-def _resume(job: Job, t: Machinery, state: dict[str, Any] | None) -> Progress:
+def _resume(job: Job, t: TrainingRun, state: dict[str, Any] | None) -> Progress:
     """The progress a checkpoint's `state` holds (loaded into the model, optimizer and EMA), or a fresh start;
     metrics.jsonl is rewritten to match it, and the schedule moved to its step."""
     p = Progress()
@@ -107,12 +105,13 @@ def _resume(job: Job, t: Machinery, state: dict[str, Any] | None) -> Progress:
     return p
 
 
-def _epoch(job: Job, t: Machinery, p: Progress, epoch: int, writer: CheckpointWriter, tracker: Tracker | None) -> bool:
+def _epoch(job: Job, t: TrainingRun, p: Progress, epoch: int, writer: CheckpointWriter, tracker: Tracker | None
+           ) -> bool:
     """Train and evaluate one epoch and record it; False when the loss diverged (the run stops there)."""
     budget, main = job.budget, job.dist.is_main
     t0 = time.perf_counter()
     seed_everything(rank_seed(epoch_seed(job.seed, epoch), job.dist.rank))
-    train_loader, val_loader = loaders(job, t.plan, epoch)
+    train_loader, val_loader = loaders(job, t.batch_plan, epoch)
     stats, bad = train_epoch(t, train_loader, epoch, time_first_step=job.compile and epoch == p.start_epoch)
     lr = t.opt.param_groups[0]["lr"]
     if bad:
@@ -138,7 +137,7 @@ def _epoch(job: Job, t: Machinery, p: Progress, epoch: int, writer: CheckpointWr
     return True
 
 
-def _record_epoch(job: Job, t: Machinery, p: Progress, row: dict[str, Any], writer: CheckpointWriter,
+def _record_epoch(job: Job, t: TrainingRun, p: Progress, row: dict[str, Any], writer: CheckpointWriter,
                   tracker: Tracker | None) -> None:
     """An epoch's metrics line (and tracker entry), its checkpoint, and a line of log without progress bars."""
     job.run_dir.append_metrics(row)
@@ -152,7 +151,7 @@ def _record_epoch(job: Job, t: Machinery, p: Progress, row: dict[str, Any], writ
                 f"val top-1 {row['val_top1']:.2f} ({row['images_per_s']:.0f} img/s)")
 
 
-def _write_result(job: Job, t: Machinery, result: RunResult, finished: bool) -> None:
+def _write_result(job: Job, t: TrainingRun, result: RunResult, finished: bool) -> None:
     """result.json, the final weights (EMA's when the recipe keeps one; none for a diverged run), and the
     checkpoints removed."""
     job.run_dir.write_result(result)

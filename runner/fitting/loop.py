@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,14 +16,12 @@ from tqdm.auto import tqdm
 
 from runner.devices import to_device
 from runner.dist import SINGLE, Dist, all_reduce_sum, synchronize
-
-if TYPE_CHECKING:
-    from runner.fitting.machinery import Machinery
+from runner.fitting.training_run import TrainingRun
 
 
-def train_epoch(m: Machinery, loader, epoch: int, *, steps: int | None = None, time_first_step: bool = False
+def train_epoch(m: TrainingRun, loader, epoch: int, *, steps: int | None = None, time_first_step: bool = False
                 ) -> tuple[dict[str, Any], bool]:
-    """One epoch of `steps` optimizer steps (default: the machinery's steps per epoch); returns (stats, diverged)
+    """One epoch of `steps` optimizer steps (default: the run's steps per epoch); returns (stats, diverged)
     and moves `m.updates` on. Host syncs only every `check_every` steps on CUDA.
 
     `m.forward_model` is what runs forward (maybe DDP-wrapped or compiled), `m.model` the plain module EMA follows.
@@ -35,7 +33,7 @@ def train_epoch(m: Machinery, loader, epoch: int, *, steps: int | None = None, t
     job, model, opt = m.job, m.forward_model, m.opt
     recipe, dev, d = job.design.recipe, job.device, job.dist
     check_every = CUDA_CHECK_EVERY if dev.type == "cuda" else 1
-    accum = m.plan.accumulation_steps if m.plan.split else 1
+    accum = m.batch_plan.accumulation_steps if m.batch_plan.split else 1
     steps = m.steps_per_epoch if steps is None else steps
     steps = min(steps, len(loader) // accum)  # never more steps than the loader has whole batches for
     model.train()

@@ -1,4 +1,4 @@
-"""A `Recipe` turned into training machinery, all of it from timm and torch (nothing hand-written):
+"""A `Recipe` turned into the parts a run trains with, all of it from timm and torch (nothing hand-written):
 transforms, optimizer, learning-rate schedule, mixup/cutmix, loss and EMA.
 """
 
@@ -16,7 +16,7 @@ from timm.scheduler.scheduler import Scheduler
 from torch import nn
 from torchvision import transforms
 
-from roadmap.choices import Crop, Optimizer, Schedule
+from roadmap.enums import Crop, Optimizer, Schedule
 from roadmap.recipe import Recipe
 
 WARMUP_LR_INIT = 1e-6
@@ -118,13 +118,8 @@ class Targets:
         return self.mixup(x, y) if self.mixup is not None else (x, y)
 
 
-def mixes(recipe: Recipe) -> bool:
-    """Whether the recipe mixes images (mixup or cutmix)."""
-    return recipe.mixup > 0 or recipe.cutmix > 0
-
-
 def targets(recipe: Recipe, num_classes: int) -> Targets:
-    if mixes(recipe):
+    if recipe.mixes:
         mix = Mixup(
             mixup_alpha=recipe.mixup,
             cutmix_alpha=recipe.cutmix,

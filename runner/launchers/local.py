@@ -32,8 +32,9 @@ from runner.devices import (
     threads_per_job,
 )
 from runner.dist import Dist, barrier, broadcast, finish, from_env
-from runner.fitting.fit import Job, train
-from runner.planning.batching import BatchPlan, batch_plan
+from runner.fitting.fit import train
+from runner.fitting.training_run import Job
+from runner.planning.batching import BatchPlan
 from runner.planning.budget import get_preset
 from runner.planning.dry_run import print_plan
 from runner.planning.options import RunOptions
@@ -89,7 +90,8 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
               f"({info.train_size} train / {info.val_size} val, {info.num_classes} classes), "
               f"{runs[0].budget.img_size} px, preset {preset.name}: {preset.note}, device {device}{procs}")
     # each run's batch plan, once (a micro-batch that cannot split a step's batch fails now, not after hours)
-    batches = [batch_plan(r, info.train_size, opts.training.micro_batch, dist.world) for r in runs]
+    batches = [BatchPlan.decide(r.budget.batch_size, info.train_size, r.design.recipe.mixes, dist.world,
+                                opts.training.micro_batch) for r in runs]
     if opts.output.dry_run:
         print_plan(runs, batches, out, info, header, get_regime(what.regime), log, device,
                    notes=[n for n in (init_note(opts, runs), missing, _jobs_note(opts)) if n])
@@ -178,7 +180,7 @@ def _job(s: Session, r: PlannedRun, rd: RunDir, label: str, workers: int, device
                class_names=tuple(info.classes), train_set=s.splits.train, val_set=s.splits.val, device=s.device,
                workers=workers, compile=how.compile, progress=s.progress, log=s.log, label=label, dist=s.dist,
                init_from=how.init_from, tracker=s.opts.output.tracker, device_data=device_data, model_name=r.model,
-               batch=batch, config=lambda plan: config_for(r, info, str(s.device), s.opts, plan))
+               batch_plan=batch, config=lambda plan: config_for(r, info, str(s.device), s.opts, plan))
 
 
 def _reused(rd: RunDir, label: str) -> str:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from roadmap.units import duration
+from roadmap.durations import duration
 
 
 class RoadmapProgress:

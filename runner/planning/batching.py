@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from roadmap.errors import RoadmapError
-from runner.fitting.timm_parts import mixes
-
-if TYPE_CHECKING:
-    from runner.planning.runs import PlannedRun
 
 
 def split_batch(batch: int, n_train: int, mixes: bool, world: int) -> int:
@@ -44,11 +40,11 @@ def check_micro_batch(micro: int, per_rank: int, mixes: bool) -> None:
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """How one run's optimizer step is reached, decided once (`plan_batch`) and carried by its job: the global batch,
-    the processes, each one's images, and the micro-batch of one forward/backward with the accumulation steps.
+    """How one run's optimizer step is reached, decided once (`BatchPlan.decide`) and carried by its job: the global
+    batch, the processes, each one's images, and the micro-batch of one forward/backward with the accumulation steps.
 
     `requested` is --micro-batch as asked (None, N or "auto"); `micro_batch` is None only while "auto" waits for
-    the run to measure the GPU (runner.fitting.machinery resolves it, before config.json is written)."""
+    the run to measure the GPU (runner.fitting.micro_batch resolves it, before config.json is written)."""
 
     requested: int | str | None
     batch: int  # images per optimizer step, all processes together
@@ -70,6 +66,22 @@ class BatchPlan:
         """The micro-batch when it splits the per-process batch, else None (one forward/backward per step)."""
         return self.micro_batch if self.micro_batch and self.micro_batch < self.per_process else None
 
+    @classmethod
+    def decide(cls, batch: int, n_train: int, mixes: bool, world: int = 1, requested: int | str | None = None
+               ) -> BatchPlan:
+        """The batch plan of a step, checked: the global batch split over `world` processes (`split_batch`), and
+        the micro-batch `requested` (None: the whole per-process batch; N: at most the batch, dividing it; "auto":
+        left for the run to measure)."""
+        per_process = split_batch(batch, n_train, mixes, world)
+        if requested is None:
+            micro = per_process
+        elif requested == "auto":
+            micro = None
+        else:
+            micro = min(int(requested), per_process)
+            check_micro_batch(micro, per_process, mixes)
+        return cls(requested, per_process * world, world, per_process, micro)
+
     def with_micro_batch(self, micro: int) -> BatchPlan:
         """This plan with "auto" resolved to `micro` images per forward/backward."""
         return dataclasses.replace(self, micro_batch=min(micro, self.per_process))
@@ -86,27 +98,6 @@ class BatchPlan:
     def from_record(cls, record: dict[str, Any]) -> BatchPlan:
         return cls(record["requested"], record["batch"], record["processes"], record["per_process"],
                    record["micro_batch"])
-
-
-def plan_batch(batch: int, n_train: int, mixes: bool, world: int = 1, requested: int | str | None = None
-               ) -> BatchPlan:
-    """The batch plan of a step, checked: the global batch split over `world` processes (`split_batch`), and the
-    micro-batch `requested` (None: the whole per-process batch; N: at most the batch, dividing it; "auto": left for
-    the run to measure)."""
-    per_process = split_batch(batch, n_train, mixes, world)
-    if requested is None:
-        micro = per_process
-    elif requested == "auto":
-        micro = None
-    else:
-        micro = min(int(requested), per_process)
-        check_micro_batch(micro, per_process, mixes)
-    return BatchPlan(requested, per_process * world, world, per_process, micro)
-
-
-def batch_plan(run: PlannedRun, train_size: int, requested: int | str | None, world: int = 1) -> BatchPlan:
-    """A planned run's batch plan (see `plan_batch`)."""
-    return plan_batch(run.budget.batch_size, train_size, mixes(run.design.recipe), world, requested)
 
 
 def batch_line(plan: BatchPlan, device) -> str:

@@ -12,8 +12,8 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from roadmap.choices import Crop, Schedule
 from roadmap.design import Design
+from roadmap.enums import Crop, Schedule
 from roadmap.errors import RoadmapError, unknown
 from roadmap.recipe import Recipe
 from roadmap.schema import Budget  # the record type config.json stores; derived here (make_budget)

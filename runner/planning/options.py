@@ -3,8 +3,8 @@ write. The CLI builds them from its flags; the runner only reads them (frozen).
 
 Every option is written once, as a field declared with `option`: its `roadmap run` flag, help, metavar, choices,
 argparse type or action, and how the flag's value becomes the field's (`parse`) sit in the field's metadata, as
-`roadmap.fields.doc_field` keeps a design field's documentation. `roadmap.cli.training` generates the flags and
-reads them back from these, so a new field with `option(...)` is a new flag.
+`roadmap.dataclass_fields.doc_field` keeps a design field's documentation. `roadmap.cli.training` generates the
+flags and reads them back from these, so a new field with `option(...)` is a new flag.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from roadmap.dataclass_fields import parse_value
 from roadmap.errors import RoadmapError, unknown
-from roadmap.fields import parse_value
 from roadmap.network import Network
 from roadmap.recipe import Recipe
 

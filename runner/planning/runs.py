@@ -10,9 +10,9 @@ from typing import Any
 
 from roadmap import schema
 from roadmap.complexity import count
+from roadmap.dataclass_fields import to_dict
 from roadmap.design import Design
 from roadmap.errors import RoadmapError
-from roadmap.fields import to_dict
 from roadmap.recipe import FINETUNE_RECIPE
 from runner import baselines as timm_baselines
 from runner.planning.budget import (
@@ -74,7 +74,7 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
                                          net=dataclasses.replace(design.net, head_init_scale=0.001))
         design = _adapt(design, preset, img_size, net_sets, recipe_sets, finetune=init is not None)
         if init and model is None:
-            from runner.fitting.checkpoint import InitWeights  # torch: only for a fine-tuning plan
+            from runner.planning.init_weights import InitWeights  # torch: only for a fine-tuning plan
 
             weights = weights or InitWeights(how.init_from)
             weights.check(spec, design.net, num_classes, regime, net_sets, preset)

@@ -1,10 +1,10 @@
-"""The loader functions of the data set registry (`runner.data.catalog`), one per way data sets are published, and
+"""The reader functions of the data set registry (`runner.data.catalog`), one per way data sets are published, and
 `load_dataset`, the one entry point, which dispatches to them from the catalog.
 
     splits = load_dataset("imagenette", train_transform=t_train, eval_transform=t_eval)
     info, missing = plan_info("imagenette", data_dir=None)   # a dry run: the catalog's shape when not on disk
 
-Every loader takes a `DataRequest` and returns `Splits`; a catalog entry names its loader (`DatasetEntry.loader`).
+Every reader takes a `DataRequest` and returns `Splits`; a catalog entry names its reader (`DatasetEntry.reader`).
 Image folders (`folder:PATH`, the fast.ai Imagenette/Imagewoof archives, Tiny ImageNet) are checked for the mistakes a
 hand-made or damaged copy has, and the first image of each class is decoded; CIFAR is read by torchvision, which
 checks every batch file; Fashion-MNIST's IDX files are read into memory (`ArrayDataset`). Every mistake a user can
@@ -44,7 +44,7 @@ from runner.data.synthetic import load_synthetic as _synthetic
 
 @dataclass(frozen=True)
 class DataRequest:
-    """What a loader is asked: the entry and the spec as typed, where the data may be, and the transforms."""
+    """What a reader is asked: the entry and the spec as typed, where the data may be, and the transforms."""
 
     entry: DatasetEntry
     spec: str  # as typed, e.g. "folder:~/dogs", "synthetic:size=64"
@@ -301,7 +301,7 @@ def load_dataset(
     cache_dir: str | Path | None = None,
 ) -> Splits:
     """The train/val splits of dataset `name` (an entry of the catalog, or an alias), fetched into the cache on first
-    use, by the loader function its catalog entry names.
+    use, by the reader function its catalog entry names.
 
     `data_dir` points at data the user already has (extracted folder, its parent, or the archive's folder); downloads
     then go there too. `cache_dir` overrides `default_cache_dir()`. With `download=False` missing data raises
@@ -309,10 +309,10 @@ def load_dataset(
     """
     spec = str(name).strip()
     entry = lookup(spec)
-    loader = getattr(sys.modules[__name__], entry.loader, None)
-    if not callable(loader):
-        raise RoadmapError(f"dataset {entry.name}'s loader {entry.loader!r} is not a function of {__name__}")
-    return loader(DataRequest(entry, spec, data_dir, cache_dir, download, train_transform, eval_transform))
+    reader = getattr(sys.modules[__name__], entry.reader, None)
+    if not callable(reader):
+        raise RoadmapError(f"dataset {entry.name}'s reader {entry.reader!r} is not a function of {__name__}")
+    return reader(DataRequest(entry, spec, data_dir, cache_dir, download, train_transform, eval_transform))
 
 
 def plan_info(name: str, data_dir: str | Path | None = None) -> tuple[DatasetInfo, str | None]:
