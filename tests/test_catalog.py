@@ -204,13 +204,14 @@ def test_missing_data_and_wrong_paths_end_every_command_in_one_line(unreachable,
     assert not (unreachable / "cache").exists() or not any((unreachable / "cache").rglob("*.tgz"))
 
 
-def test_the_readmes_dry_run_output_is_what_the_command_prints(offline, cli, monkeypatch, tmp_path):
-    """README.md shows `roadmap run --upto large_kernel --dataset imagenette --dry-run` with its output: still true."""
+def test_the_training_docs_dry_run_output_is_what_the_command_prints(offline, cli, monkeypatch, tmp_path):
+    """docs/training.md shows `roadmap run --upto large_kernel --dataset imagenette --dry-run` with its output: still
+    true."""
     import torch
 
     if torch.cuda.is_available():
-        pytest.skip("the README's output was printed on CPU")
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+        pytest.skip("the documented output was printed on CPU")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
     command = "$ roadmap run --upto large_kernel --dataset imagenette --dry-run\n"
     shown = text.split(command, 1)[1].split("\n```", 1)[0]
     monkeypatch.delenv("ROADMAP_DATA")

@@ -1,5 +1,6 @@
 """Fault injection: damage the records at a chosen moment, then check that the next command completes, that every
-finished result is unchanged, and that the message is one clear line (issue 14, README "Results are never lost").
+finished result is unchanged, and that the message is one clear line (issue 14; docs/records.md, "Results are never
+lost").
 
 Training faults use real runs of the smoke preset on synthetic data (a few seconds each); kills happen in a child
 process (SIGKILL at a patched write); report faults use the 17-step fixture of test_reports.

@@ -149,7 +149,7 @@ def _add_run_options(p: argparse.ArgumentParser, command: str) -> None:
 
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
     """The launcher options of `run` and `ablate`: data-parallel processes, local GPUs, Slurm."""
-    g = p.add_argument_group("scale-out (see the README's multi-GPU and Slurm section)")
+    g = p.add_argument_group("scale-out (see docs/training.md: several GPUs, or a Slurm cluster)")
     g.add_argument("--nproc", type=positive_int, default=1,
                    help="data-parallel processes per step (runs this command under torchrun; --batch-size is global)")
     g.add_argument("--launcher", choices=["local", "gpus", "slurm"], default="local",
