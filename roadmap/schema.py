@@ -218,6 +218,7 @@ class RunConfig(Record):
     design: dict[str, Any] | None = None
     identity: dict[str, Any] | None = None
     device: str | None = None
+    precision: str | None = _omit_none()  # bf16, fp16 or fp32 (records before --precision: bf16 on CUDA, else fp32)
     code_version: str | None = None
     git_revision: str | None = None
     packages: dict[str, Any] | None = None
@@ -249,6 +250,7 @@ class EpochMetrics(Record):
     lr: float | None = None  # at the end of the epoch
     seconds: float | None = None
     eval_compile_seconds: float | None = _omit_none()
+    skipped_steps: int | None = _omit_none()  # fp16: optimizer steps the loss scaler skipped (gradients overflowed)
 
     def to_line(self) -> str:
         """The metrics.jsonl line, without its newline."""

@@ -15,11 +15,17 @@ from runner.dist import SINGLE, broadcast
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch device `--device` names (auto: CUDA when there is one); a clear error for one that is not here."""
+    """The torch device `--device` names (auto: CUDA when there is one, else the CPU: Apple's MPS only when asked
+    for, until someone has run the project there); a clear error for one that is not here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise RoadmapError("--device mps: Apple's MPS backend is not available here (it needs Apple silicon and a "
+                               "macOS build of PyTorch); use --device cpu or auto")
+        return torch.device("mps")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise RoadmapError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
@@ -30,7 +36,7 @@ def resolve_device(name: str) -> torch.device:
         if index >= torch.cuda.device_count():
             raise RoadmapError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
         return torch.device("cuda", index)
-    raise RoadmapError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:INDEX")
+    raise RoadmapError(f"unknown --device {name!r}: use auto, cpu, cuda, cuda:INDEX or mps")
 
 
 def choose_data_path(mode: str, splits, device, workers: int, log, dist=None, progress: bool = False

@@ -68,7 +68,7 @@ def test_micro_batch_auto_on_cpu(tmp_path, cli, monkeypatch):
     job = dataclasses.replace(tiny_job(tmp_path, "convnext_tiny", log=logged.append), device=torch.device("cuda", 0))
     plan = BatchPlan.decide(32, 64, mixes=True, requested="auto")
     assert micro_batch.micro_batch_for(torch.nn.Linear(1, 1), plan, job.design.recipe, job.budget.img_size, job.device,
-                                       job.dist, job.log).micro_batch == 16
+                                       job.dist, job.log, job.precision).micro_batch == 16
     assert "--micro-batch auto:" in logged[0] and "2 accumulation step(s)" in logged[0]
 
 

@@ -208,7 +208,8 @@ def test_micro_batch_auto_survives_cudnn_allocation_failures_and_measures_after_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # autocast for "cuda" on a machine without one
         # 8 fails to allocate; 4 fits once warm
-        assert _fitting_micro_batch(gpu.model(), 8, job.design.recipe, job.budget.img_size, job.device) == 4
+        assert _fitting_micro_batch(gpu.model(), 8, job.design.recipe, job.budget.img_size, job.device,
+                                    job.precision) == 4
 
 
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
@@ -220,7 +221,7 @@ def test_micro_batch_auto_lets_other_errors_through(tmp_path, monkeypatch):
     model.forward = lambda x: (_ for _ in ()).throw(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     with pytest.raises(RuntimeError, match="shapes"):
         job = tiny_job(tmp_path, "convnext_tiny")
-        _fitting_micro_batch(model, 8, job.design.recipe, job.budget.img_size, job.device)
+        _fitting_micro_batch(model, 8, job.design.recipe, job.budget.img_size, job.device, job.precision)
 
 
 def test_a_run_leaves_its_process_group_at_the_end(tmp_path, cli, monkeypatch):

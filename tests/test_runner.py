@@ -304,16 +304,15 @@ def test_throughput_and_train_accuracy_count_images_not_soft_target_entries(monk
     monkeypatch.setattr(train_mod.time, "perf_counter", lambda: next(clock))
     job = types.SimpleNamespace(design=types.SimpleNamespace(recipe=types.SimpleNamespace(grad_clip=None)),
                                 device=torch.device("cpu"), dist=train_mod.SINGLE, progress=False, label="x",
-                                budget=types.SimpleNamespace(epochs=1))
+                                budget=types.SimpleNamespace(epochs=1), precision=train_mod.Precision("fp32"))
     from timm.loss import SoftTargetCrossEntropy
 
     from runner.fitting.timm_parts import Targets
 
     sched = types.SimpleNamespace(step_update=lambda n: None)
     kit = types.SimpleNamespace(job=job, batch_plan=BatchPlan(None, 8, 1, 8, 8), forward_model=model, model=model,
-                                opt=opt,
-                                sched=sched, mix=Targets(None, SoftTargetCrossEntropy()), ema=None, updates=0,
-                                steps_per_epoch=5)
+                                opt=opt, sched=sched, mix=Targets(None, SoftTargetCrossEntropy()), ema=None, updates=0,
+                                steps_per_epoch=5, scaler=torch.amp.GradScaler("cpu", enabled=False))
     stats, bad = train_mod.train_epoch(kit, batches, 0)
     assert stats["images_per_s"] == 40.0 and kit.updates == 5 and not bad
     assert 0.0 <= stats["train_top1"] <= 100.0
@@ -362,12 +361,12 @@ def test_train_top1_under_mixing_counts_the_mixed_images_main_class(monkeypatch)
     opt = torch.optim.SGD([w], lr=0.0)
     job = types.SimpleNamespace(design=types.SimpleNamespace(recipe=types.SimpleNamespace(grad_clip=None)),
                                 device=torch.device("cpu"), dist=train_mod.SINGLE, progress=False, label="x",
-                                budget=types.SimpleNamespace(epochs=1))
+                                budget=types.SimpleNamespace(epochs=1), precision=train_mod.Precision("fp32"))
     sched = types.SimpleNamespace(step_update=lambda n: None)
     mix = Targets(types.SimpleNamespace(), lambda out, target: (out * 0).sum() + w.sum())
     monkeypatch.setattr(Targets, "__call__", lambda self, x, y: swap(x, y))
     kit = types.SimpleNamespace(job=job, batch_plan=BatchPlan(None, 8, 1, 8, 8), forward_model=model, model=model,
-                                opt=opt,
-                                sched=sched, mix=mix, ema=None, updates=0, steps_per_epoch=3)
+                                opt=opt, sched=sched, mix=mix, ema=None, updates=0, steps_per_epoch=3,
+                                scaler=torch.amp.GradScaler("cpu", enabled=False))
     stats, _ = train_mod.train_epoch(kit, [(images, labels)] * 3, 0)
     assert stats["train_top1"] == 100.0  # the old count compared with the unmixed labels: 0 %

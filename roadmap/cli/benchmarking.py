@@ -22,8 +22,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if any(s.startswith("timm:") for s in specs):
         raise RoadmapError("roadmap bench measures roadmap steps; timm baselines (timm:NAME) are not benchmarked")
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    precisions = _precisions(args.precision)
     if args.models_only:
-        _bench_models(args, dev, specs, log)
+        _bench_models(args, dev, specs, log, precisions)
         return
     from runner.benchmarks.pipeline_speed import pipeline_bench
 
@@ -31,16 +32,17 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"pipeline benchmark on {dev}: {len(specs)} step(s) on {args.dataset}, preset {args.preset}, "
           f"{args.warmup} warm-up + {iters} timed training steps and a full evaluation pass each, ours then the "
           f"reference loop{'' if not args.no_reference else ' (skipped)'}; torch.compile "
-          f"{'on' if args.compile else 'off'}", flush=True)
+          f"{'on' if args.compile else 'off'}; precision {', '.join(precisions)}", flush=True)
     rows = RowPrinter(args.format) if args.format in RowPrinter.STREAMS else None  # each row as it is measured
     df, totals = pipeline_bench(specs, dev, args.dataset, args.preset, args.epochs, args.batch_size, args.img_size,
                                 args.warmup, iters, args.compile, args.workers, not args.no_reference,
-                                args.data_path, log, on_row=rows)
+                                args.data_path, log, on_row=rows, precisions=precisions)
     if rows is None:
         print(render(df, args.format))
     if args.format != "json":
         data = f"{totals['train_size']:,} / {totals['val_size']:,} images"
-        line = (f"\nprojected: {totals['ours_min']:.1f} min for these {totals['steps']} steps at {args.epochs} "
+        line = (f"\nprojected ({totals['precision']}): {totals['ours_min']:.1f} min for these {totals['steps']} "
+                f"steps at {args.epochs} "
                 f"epochs (the original recipe at 90:300) on {args.dataset} ({data}), training and one evaluation per "
                 f"epoch, warm-up included; ours: {totals['data_path']}")
         if not args.no_reference:
@@ -49,16 +51,30 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(line)
 
 
-def _bench_models(args: argparse.Namespace, dev, specs: list[str], log) -> None:
+def _precisions(text: str) -> list[str]:
+    """--precision: one of auto, bf16, fp16, fp32, or several, comma-separated, measured side by side."""
+    from runner.precision import CHOICES
+
+    chosen = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in chosen if p not in CHOICES]
+    if bad or not chosen:
+        raise RoadmapError(f"--precision {text!r}: use {', '.join(CHOICES)}, or several comma-separated (bf16,fp16)")
+    return chosen
+
+
+def _bench_models(args: argparse.Namespace, dev, specs: list[str], log, precisions: list[str]) -> None:
     from runner.benchmarks.model_speed import bench, projected_minutes
+    from runner.precision import choose_precision
 
     img, batch, iters = args.img_size or 224, args.batch_size or 32, args.iters or 5
+    chosen = [choose_precision(p, dev) for p in precisions]
     print(f"model benchmark on {dev}: {img} px, batch {batch}, {iters} iterations x "
-          f"{args.rounds} interleaved rounds (median); reference models measured in the same process", flush=True)
+          f"{args.rounds} interleaved rounds (median); reference models measured in the same process; precision "
+          f"{', '.join(p.name for p in chosen)}", flush=True)
     df = bench(specs, img, batch, dev, iters=iters, rounds=args.rounds, references=not args.no_reference,
-               log=log)
+               log=log, precisions=chosen)
     print(render(df, args.format))
-    if args.format != "json":
+    if args.format != "json" and len(chosen) == 1:
         print(f"\nprojected: {projected_minutes(df):.1f} min for these {len(specs)} models at 100 epochs on "
               f"Imagenette-160's 9,469 / 3,925 images at {img} px (model compute only, data loading excluded)")
 
@@ -68,8 +84,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser(
         "bench", help="training/eval images/s per step: our pipeline beside a plain timm-style loop",
         description="A benchmark, not a test. Per step: training and evaluation images/s of `roadmap run`'s own "
-        "pipeline (images on the device, augmented there; fused AdamW; bf16 and channels-last on CUDA; optional "
-        "torch.compile) beside the same model trained by a plain timm-style loop with a CPU DataLoader, GPU memory, "
+        "pipeline (images on the device, augmented there; fused AdamW; the run's precision and channels-last on "
+        "CUDA; optional torch.compile) beside the same model trained by a plain timm-style loop with a CPU DataLoader, GPU memory, "
         "model FLOP utilization, warm-up (compile) time, and the projected wall time of the roadmap. "
         "--models-only instead times the models alone on random tensors, interleaved with torchvision's resnet50 "
         "and timm's convnext_tiny.")
@@ -94,6 +110,9 @@ def add_commands(sub) -> None:
                    help="skip the reference loop / reference models")
     p.add_argument("--models-only", action="store_true", help="time the models alone on random tensors")
     p.add_argument("--rounds", type=positive_int, default=3, help="--models-only: interleaved rounds (default: 3)")
+    p.add_argument("--precision", default="auto", metavar="P[,P...]",
+                   help="auto (default: as `roadmap run` chooses), bf16, fp16 or fp32; several, comma-separated "
+                   "(e.g. bf16,fp16), are measured side by side, interleaved with --models-only")
     add_format(p)
     p.set_defaults(func=cmd_bench)
 

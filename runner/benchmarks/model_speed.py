@@ -7,6 +7,7 @@ when absolute numbers drift. A benchmark, not a test.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from roadmap.complexity import count
 from roadmap.model import build_model
 from runner.dist import synchronize
 from runner.fitting.training_run import configure_backends
+from runner.precision import Precision, legacy
 from steps import canonical, design_for
 
 # Our step -> the reference implementation of the same network
@@ -41,6 +43,11 @@ class Entry:
     gflops: float  # forward, per image, at the benchmark's size (paper convention: MACs)
     train: list[float]  # images/s per round
     eval: list[float]
+    precision: Precision | None = None  # what it trains and evaluates in (set by `bench`)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.name, self.precision.name if self.precision else ""
 
 
 def peak_tflops(dev: torch.device) -> float | None:
@@ -87,13 +94,17 @@ def _time(fn: Callable[[], None], iters: int, dev: torch.device) -> float:
 
 
 def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters: int = 5, warmup: int = 2,
-          rounds: int = 3, references: bool = True, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Images/s for training (forward, backward, SGD step) and evaluation, per model.
+          rounds: int = 3, references: bool = True, log: Callable[[str], None] = print,
+          precisions: list[Precision] | None = None) -> pd.DataFrame:
+    """Images/s for training (forward, backward, SGD step) and evaluation, per model and precision (default: the
+    device's own, bf16 on CUDA, else fp32; fp16 steps through a loss scaler, as `roadmap run` trains).
 
-    Every timed step of one model is followed by one of each other model (the order alternates every round),
-    so slow drifts of a noisy machine hit all models alike; each number is the median over all steps."""
+    Every timed step of one model is followed by one of each other model and precision (the order alternates every
+    round), so slow drifts of a noisy machine hit all of them alike; each number is the median over all steps."""
     cuda = dev.type == "cuda"
-    entries = _entries(specs, img_size, references)
+    precisions = precisions or [Precision(legacy(dev))]
+    entries = [dataclasses.replace(e, precision=p) for p in precisions for e in _entries(specs, img_size, references)]
+    # (each precision its own models: one model's memory is not counted twice)
     x = torch.randn(batch, 3, img_size, img_size, device=dev)
     y = torch.randint(0, 1000, (batch,), device=dev)
     if cuda:
@@ -109,24 +120,24 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
         _reset_peak(dev)
         e.model = model = _place(e.model, dev)
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-        steps[e.name] = (_train_step(model, opt, x, y, cuda), _eval_step(model, x, cuda))
+        steps[e.key] = (_train_step(model, opt, x, y, e.precision), _eval_step(model, x, e.precision))
         model.train()  # warm up (allocations, kernel selection) and read the peak memory of a training step
-        _time(steps[e.name][0], warmup, dev)
-        memory[e.name] = (_peak(dev) - before) / 2**30
+        _time(steps[e.key][0], warmup, dev)
+        memory[e.key] = (_peak(dev) - before) / 2**30
         model.eval()
-        _time(steps[e.name][1], 1, dev)
+        _time(steps[e.key][1], 1, dev)
     for r in range(rounds):
         order = entries if r % 2 == 0 else entries[::-1]
         for _ in range(iters):
             for e in order:
                 e.model.train()
-                e.train.append(batch / _time(steps[e.name][0], 1, dev))
+                e.train.append(batch / _time(steps[e.key][0], 1, dev))
         for _ in range(iters):
             for e in order:
                 e.model.eval()
-                e.eval.append(batch / _time(steps[e.name][1], 1, dev))
+                e.eval.append(batch / _time(steps[e.key][1], 1, dev))
         log(f"round {r + 1}/{rounds} done")
-    return _table(entries, memory, dev)
+    return _table(entries, memory, dev, show_precision=len(precisions) > 1)
 
 
 def _entries(specs: list[str], img_size: int, references: bool) -> list[Entry]:
@@ -143,20 +154,23 @@ def _entries(specs: list[str], img_size: int, references: bool) -> list[Entry]:
     return entries
 
 
-def _table(entries: list[Entry], memory: dict[str, float], dev: torch.device) -> pd.DataFrame:
-    """One row per model: median images/s, the ratio to its reference, GPU memory and MFU (on CUDA)."""
+def _table(entries: list[Entry], memory: dict[tuple[str, str], float], dev: torch.device,
+           show_precision: bool = False) -> pd.DataFrame:
+    """One row per model (and precision): median images/s, the ratio to its reference (in the same precision), GPU
+    memory and MFU (on CUDA)."""
     peak = peak_tflops(dev)
-    rows, by_name = [], {e.name: e for e in entries}
+    rows, by_key = [], {e.key: e for e in entries}
     for e in entries:
         train, evaluation = statistics.median(e.train), statistics.median(e.eval)
-        row = {"model": e.name, "GFLOPs": round(e.gflops, 3), "train img/s": round(train, 1),
-               "eval img/s": round(evaluation, 1)}
+        row = {"model": e.name, **({"precision": e.precision.name} if show_precision else {}),
+               "GFLOPs": round(e.gflops, 3), "train img/s": round(train, 1), "eval img/s": round(evaluation, 1)}
         ref = REFERENCES.get(e.name)
-        if ref and ref[0] in by_name:
-            row["train vs ref"] = round(train / statistics.median(by_name[ref[0]].train), 3)
-            row["eval vs ref"] = round(evaluation / statistics.median(by_name[ref[0]].eval), 3)
-        if dev.type == "cuda" or memory.get(e.name):  # (memory is only measured on CUDA)
-            row["GPU GiB"] = round(memory.get(e.name, 0.0), 2)
+        if ref and (ref[0], e.precision.name) in by_key:
+            reference = by_key[ref[0], e.precision.name]
+            row["train vs ref"] = round(train / statistics.median(reference.train), 3)
+            row["eval vs ref"] = round(evaluation / statistics.median(reference.eval), 3)
+        if dev.type == "cuda" or memory.get(e.key):  # (memory is only measured on CUDA)
+            row["GPU GiB"] = round(memory.get(e.key, 0.0), 2)
             if peak:
                 row["MFU %"] = round(mfu_percent(train, e.gflops, peak), 1)
         rows.append(row)
@@ -175,21 +189,24 @@ def projected_minutes(df: pd.DataFrame, epochs: int = 100, sizes: tuple[int, int
 
 
 def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                cuda: bool) -> Callable[[], None]:
+                precision: Precision) -> Callable[[], None]:
+    scaler = precision.grad_scaler(x.device)  # (fp16; passes through otherwise)
+
     def step() -> None:
-        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=cuda):
+        with precision.autocast(x.device):
             loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     return step
 
 
-def _eval_step(model: nn.Module, x: torch.Tensor, cuda: bool) -> Callable[[], None]:
+def _eval_step(model: nn.Module, x: torch.Tensor, precision: Precision) -> Callable[[], None]:
     @torch.no_grad()
     def step() -> None:
-        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=cuda):
+        with precision.autocast(x.device):
             model(x)
 
     return step

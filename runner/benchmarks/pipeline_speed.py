@@ -1,11 +1,12 @@
 """`roadmap bench`: the whole training pipeline of each step, beside a plain timm-style loop on the same model.
 
 Ours is what `roadmap run` trains with (`runner.fitting.training_run.prepare` and `runner.fitting.loop.train_epoch`):
-images held on the device and augmented there in batches (the data path `roadmap run` would choose), bf16 autocast and
-channels-last on CUDA, fused AdamW, optional torch.compile, no host syncs in the step loop, evaluation at twice
+images held on the device and augmented there in batches (the data path `roadmap run` would choose), the run's
+precision (`--precision`: bf16 autocast on CUDA with bf16 hardware, fp16 with loss scaling below it), channels-last
+on CUDA, fused AdamW, optional torch.compile, no host syncs in the step loop, evaluation at twice
 the training batch.
 The reference is the loop timm-style scripts run: a DataLoader with worker processes decoding and augmenting
-PIL images (timm's transforms), timm's Mixup and AdamW (not fused), the same bf16 autocast and channels-last.
+PIL images (timm's transforms), timm's Mixup and AdamW (not fused), the same precision and channels-last.
 Both train the same model, with the same recipe, batch and data, measured one after the other in one process,
 so their ratio is what the data path and the fast-path choices buy.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from runner.fitting.training_run import Job, Transformed, eval_batch_size, loade
 from runner.planning.budget import IMAGENETTE_SHAPED
 from runner.planning.options import RunOptions, Selection, Training
 from runner.planning.runs import plan
+from runner.precision import Precision, choose_precision, legacy
 from runner.store import RunDir
 
 
@@ -109,7 +111,7 @@ def measure_ours(job, warmup: int, iters: int) -> Measured:
     n_val = len(val_loader.data) if hasattr(val_loader, "data") else len(val_loader.dataset)
 
     def full_pass() -> int:
-        evaluate(eval_model, val_loader, job.num_classes, dev, len(val_loader), job.dist)
+        evaluate(eval_model, val_loader, job.num_classes, dev, len(val_loader), job.dist, precision=job.precision)
         return n_val
 
     full_pass()  # warm: every batch shape (the last batch is smaller), eval-mode graphs, cuDNN autotuning
@@ -136,10 +138,12 @@ def time_evaluation(measured: list[Measured | None], dev: torch.device) -> None:
 
 
 def measure_reference(design, budget, splits, num_classes: int, dev: torch.device, workers: int, warmup: int,
-                      iters: int) -> Measured:
+                      iters: int, precision: Precision | None = None) -> Measured:
     """A plain timm-style loop: DataLoader workers run timm's transforms on PIL images, the batch is copied to the
-    device, mixed by timm's Mixup there, and trained under bf16 autocast with timm's AdamW (not fused). What was on
-    the device before (our images, our model) is left out of its memory."""
+    device, mixed by timm's Mixup there, and trained in the same precision as ours (default: the device's own, bf16
+    on CUDA; fp16 through a loss scaler) with timm's AdamW (not fused). What was on the device before (our images,
+    our model) is left out of its memory."""
+    precision = precision or Precision(legacy(dev))
     recipe, cuda = design.recipe, dev.type == "cuda"
     before = torch.cuda.memory_allocated(dev) if cuda else 0
     seed_everything(0)
@@ -156,7 +160,7 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
     val = DataLoader(Transformed(splits.val, timm_parts.eval_transform(recipe, budget.img_size)),
                      batch_size=eval_batch_size(budget.batch_size), **common)
 
-    steps = _reference_steps(model, opt, mix, train, dev)
+    steps = _reference_steps(model, opt, mix, train, dev, precision)
     model.train()
     synchronize(dev)
     t0 = time.perf_counter()
@@ -169,16 +173,17 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
     synchronize(dev)
     train_ips = iters * batch / (time.perf_counter() - t0)
     memory = _peak_memory(dev) - before / 2**30
-    full_pass = _reference_eval(model, val, dev)
+    full_pass = _reference_eval(model, val, dev, precision)
     full_pass()  # warm: every batch shape, the workers of the evaluation loader
     return Measured(train_ips, float("nan"), memory, warm, warmup, batch, eval_pass=full_pass)
 
 
-def _reference_steps(model, opt, mix, train: DataLoader, dev: torch.device) -> Callable[[int], None]:
+def _reference_steps(model, opt, mix, train: DataLoader, dev: torch.device, precision: Precision
+                     ) -> Callable[[int], None]:
     """The reference loop's training: `n` steps over the DataLoader, each batch copied to the device, mixed there,
-    trained under bf16 autocast. Successive calls go on with the same pass (a new one only when it ends), so the
-    timed steps find the workers' prefetch queue full, as a training loop does, not restarting."""
-    cuda = dev.type == "cuda"
+    trained in `precision`. Successive calls go on with the same pass (a new one only when it ends), so the timed
+    steps find the workers' prefetch queue full, as a training loop does, not restarting."""
+    scaler = precision.grad_scaler(dev)  # (fp16; passes through otherwise)
     batches: Any = iter(())
 
     def next_batch():
@@ -193,18 +198,18 @@ def _reference_steps(model, opt, mix, train: DataLoader, dev: torch.device) -> C
         for _ in range(n):
             x, y = to_device(*next_batch(), dev)
             x, y = mix(x, y)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+            with precision.autocast(dev):
                 loss = mix.loss(model(x), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
 
     return steps
 
 
-def _reference_eval(model, val: DataLoader, dev: torch.device) -> Callable[..., int]:
+def _reference_eval(model, val: DataLoader, dev: torch.device, precision: Precision) -> Callable[..., int]:
     """The reference loop's evaluation pass (at most `limit` batches); returns how many images it saw."""
-    cuda = dev.type == "cuda"
 
     @torch.no_grad()
     def full_pass(limit: int | None = None) -> int:
@@ -214,7 +219,7 @@ def _reference_eval(model, val: DataLoader, dev: torch.device) -> Callable[..., 
             if limit is not None and i >= limit:
                 break
             x, y = to_device(x, y, dev)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+            with precision.autocast(dev):
                 correct += (model(x).argmax(1) == y).sum()
             seen += len(y)
         correct.item()
@@ -227,13 +232,16 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
                    epochs: int = 100, batch_size: int | None = None, img_size: int | None = None, warmup: int = 5,
                    iters: int = 25, compile: bool = False, workers: int | None = None, reference: bool = True,
                    data_path: str = "auto", log: Callable[[str], None] = print,
-                   on_row: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                   on_row: Callable[[dict[str, Any]], None] | None = None, precisions: Sequence[str] = ("auto",)
+                   ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per step: ours and the reference loop's training and evaluation images/s, peak GPU memory, MFU, warm-up
     (compile) time and the projected wall time of `epochs` epochs on `dataset`. Returns (table, totals).
 
     Ours takes the data path and worker count `roadmap run` would (`data_path`, `workers`); the reference loop
     always uses a DataLoader with `workers` processes (default: min(8, CPUs)). `on_row` gets each step's row as
-    soon as it is measured."""
+    soon as it is measured. With several `precisions` (`--precision bf16,fp16`), each step is measured in each, one
+    after the other, and the rows say which; the projection counts the first."""
+    chosen = [choose_precision(p, device) for p in precisions]
     splits = load_dataset(dataset)
     info = splits.info
     opts = RunOptions(Selection(dataset=dataset, steps=tuple(specs)),
@@ -248,31 +256,34 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
     rows = []
     totals = {"ours_min": 0.0, "reference_min": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
-        for r in runs:
+        for r, precision in ((r, p) for r in runs for p in chosen):
             gflops = count(r.design.net, r.budget.img_size, info.num_classes).gflops
             job = Job(run_dir=RunDir(Path(tmp) / r.run_id), design=r.design, budget=r.budget, seed=0,
                       num_classes=info.num_classes, class_names=tuple(info.classes), train_set=splits.train,
                       val_set=splits.val, device=device, workers=ours_workers, compile=compile, progress=False,
-                      log=lambda _: None, label=r.spec, device_data=device_data)
+                      log=lambda _: None, label=r.spec, device_data=device_data, precision=precision)
             ours = measure_ours(job, warmup, iters)
             ref = measure_reference(r.design, r.budget, splits, info.num_classes, device, ref_workers, warmup,
-                                    iters) if reference else None
+                                    iters, precision) if reference else None
             time_evaluation([ours, ref], device)
             row = _row(r, gflops, ours, ref, device, peak, compile)
+            if len(chosen) > 1:
+                row = {"step": row.pop("step"), "precision": precision.name, **row}
+            counted = precision is chosen[0]  # the projection: the first precision asked for
             minutes = _minutes(ours, r.budget, info)
-            totals["ours_min"] += minutes
+            totals["ours_min"] += minutes if counted else 0.0
             row["projected min"] = round(minutes, 2)
             if ref is not None:
                 ref_minutes = _minutes(ref, r.budget, info)
-                totals["reference_min"] += ref_minutes
+                totals["reference_min"] += ref_minutes if counted else 0.0
                 row["ref projected min"] = round(ref_minutes, 2)
             rows.append(row)
             if on_row is not None:
                 on_row(row)
-            log(f"{r.spec}: ours {ours.train_ips:.0f} img/s"
+            log(f"{r.spec} ({precision.name}): ours {ours.train_ips:.0f} img/s"
                 + (f", reference {ref.train_ips:.0f} img/s" if ref is not None else ""))
     totals.update(steps=len(runs), dataset=dataset, train_size=info.train_size, val_size=info.val_size,
-                  data_path=paths[0].removeprefix("data path: "), workers=ref_workers)
+                  data_path=paths[0].removeprefix("data path: "), workers=ref_workers, precision=chosen[0].name)
     return pd.DataFrame(rows), totals
 
 

@@ -95,6 +95,8 @@ def _resume(job: Job, t: TrainingRun, state: dict[str, Any] | None) -> Progress:
         t.opt.load_state_dict(state["optimizer"])
         if t.ema is not None and state.get("ema") is not None:
             t.ema.load_state_dict(state["ema"])
+        if state.get("scaler"):  # fp16: the loss scale and its growth tracker, so the resumed steps scale as before
+            t.scaler.load_state_dict(state["scaler"])
         p = Progress(state["epoch"], state["history"], state["wall"])
         t.updates = state["updates"]
         if job.dist.is_main:
@@ -123,7 +125,7 @@ def _epoch(job: Job, t: TrainingRun, p: Progress, epoch: int, writer: Checkpoint
     first_eval = job.compile and epoch == p.start_epoch  # its first batch compiles the eval graph: timed apart
     p.last_eval = evaluate(eval_model, val_loader, job.num_classes, job.device,
                            limit_batches(len(val_loader), val_batches_at(budget, epoch)), job.dist,
-                           time_first_batch=first_eval)
+                           time_first_batch=first_eval, precision=job.precision)
     seconds = time.perf_counter() - t0
     p.wall += seconds
     row = EpochMetrics(
@@ -145,7 +147,8 @@ def _record_epoch(job: Job, t: TrainingRun, p: Progress, row: dict[str, Any], wr
         tracker.log_epoch(row)
     writer.save({"model": t.model.state_dict(), "optimizer": t.opt.state_dict(),
                  "ema": t.ema.state_dict() if t.ema is not None else None, "epoch": row["epoch"],
-                 "updates": t.updates, "history": p.history, "wall": p.wall})
+                 "updates": t.updates, "history": p.history, "wall": p.wall,
+                 **({"scaler": t.scaler.state_dict()} if t.scaler.is_enabled() else {})})
     if not job.progress:
         job.log(f"{job.label}: epoch {row['epoch']}/{job.budget.epochs} loss {row['train_loss']:.3f} "
                 f"val top-1 {row['val_top1']:.2f} ({row['images_per_s']:.0f} img/s)")

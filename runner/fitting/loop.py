@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from runner.devices import to_device
 from runner.dist import SINGLE, Dist, all_reduce_sum, synchronize
 from runner.fitting.training_run import TrainingRun
+from runner.precision import MIN_LOSS_SCALE, Precision, legacy
 
 
 def train_epoch(m: TrainingRun, loader, epoch: int, *, steps: int | None = None, time_first_step: bool = False
@@ -29,7 +30,11 @@ def train_epoch(m: TrainingRun, loader, epoch: int, *, steps: int | None = None,
     the gradients of the plan's accumulation steps of them, each loss weighted 1 / accum, so the step's gradient is
     the batch's mean; under DDP the gradients are all-reduced once per step (`no_sync` on the others). BatchNorm
     sees micro-batch statistics. With `time_first_step` (the first epoch of a compiled model) the first step, which
-    compiles, is timed apart: its seconds are `compile_seconds`, and images/s counts the steps after it."""
+    compiles, is timed apart: its seconds are `compile_seconds`, and images/s counts the steps after it.
+
+    In fp16 (the run's `scaler` enabled) the loss is scaled before backward, the gradients unscaled before clipping,
+    and a step whose gradients overflowed is skipped by the scaler, which halves the scale: counted as
+    `skipped_steps`, not a divergence. An fp16 run diverged when its scale falls below `MIN_LOSS_SCALE`."""
     job, model, opt = m.job, m.forward_model, m.opt
     recipe, dev, d = job.design.recipe, job.device, job.dist
     check_every = CUDA_CHECK_EVERY if dev.type == "cuda" else 1
@@ -37,7 +42,8 @@ def train_epoch(m: TrainingRun, loader, epoch: int, *, steps: int | None = None,
     steps = m.steps_per_epoch if steps is None else steps
     steps = min(steps, len(loader) // accum)  # never more steps than the loader has whole batches for
     model.train()
-    sums = _Sums(dev)
+    scaler = m.scaler
+    sums = _Sums(dev, scaler if scaler.is_enabled() else None)
     bad, done = False, 0
     first_step, first_images = None, 0
     bar = tqdm(total=steps, desc=f"{job.label} epoch {epoch + 1}/{job.budget.epochs}", leave=False,
@@ -46,10 +52,14 @@ def train_epoch(m: TrainingRun, loader, epoch: int, *, steps: int | None = None,
     t0 = time.perf_counter()
     for i in range(steps):
         opt.zero_grad(set_to_none=True)
-        _accumulate(model, m.mix, batches, accum, dev, d, sums)
+        _accumulate(model, m.mix, batches, accum, dev, d, sums, job.precision, scaler)
         if recipe.grad_clip:
+            scaler.unscale_(opt)  # (fp16: clip the true gradients; a no-op otherwise)
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        opt.step()
+        if sums.scaler is not None:
+            sums.scaled_step(opt)
+        else:
+            opt.step()
         m.updates += 1
         done = i + 1
         m.sched.step_update(m.updates)
@@ -81,15 +91,41 @@ def _to_host(t: torch.Tensor) -> list[float]:
 
 
 class _Sums:
-    """An epoch's running loss, correct predictions and images, kept on the device (no host sync per step)."""
+    """An epoch's running loss, correct predictions and images, kept on the device (no host sync per step); in fp16
+    also the steps the loss scaler skipped, and the share of steps whose loss was finite (the mean loss is theirs)."""
 
-    def __init__(self, dev: torch.device) -> None:
+    def __init__(self, dev: torch.device, scaler: torch.amp.GradScaler | None = None) -> None:
         self.dev = dev
+        self.scaler = scaler  # fp16's loss scaler (None in bf16 and fp32)
         self.loss = torch.zeros((), device=dev)
         self.correct = torch.zeros((), device=dev, dtype=torch.long)
+        self.skipped = torch.zeros((), device=dev, dtype=torch.long)
+        self.finite = torch.zeros((), device=dev)  # fp16: steps (in 1 / accumulation parts) whose loss was finite
         self.seen = 0
-        self.pending: tuple[Any, torch.Tensor, int] | None = None  # CUDA: the last check's (event, host copy, steps)
+        self.pending: tuple[Any, torch.Tensor] | None = None  # CUDA: the last check's (event, host copy)
         self.mean_loss = float("nan")  # the mean loss at the last check read (for the progress bar)
+
+    def add_loss(self, loss: torch.Tensor, accum: int) -> None:
+        """One micro-batch's loss. In fp16 a non-finite loss is an overflow the scaler skips, left out of the mean."""
+        part = loss.detach().float() if accum == 1 else loss.detach().float() / accum
+        if self.scaler is None:
+            self.loss += part
+            return
+        finite = torch.isfinite(part)
+        self.loss += torch.where(finite, part, torch.zeros_like(part))
+        self.finite += finite.float() / accum
+
+    def scaled_step(self, opt: torch.optim.Optimizer) -> None:
+        """fp16's optimizer step through the scaler: skipped where the gradients overflowed (the scale then falls,
+        which is how a skip is counted, on the device)."""
+        before = self._scale().clone()
+        self.scaler.step(opt)
+        self.scaler.update()
+        self.skipped += (self._scale() < before).long()
+
+    def _scale(self) -> torch.Tensor:
+        """The loss scale as a tensor on the device (GradScaler's own; `get_scale()` would read it to the host)."""
+        return self.scaler._scale
 
     def diverged(self, d: Dist, done: int, final: bool = False) -> bool:
         """Whether the loss is NaN/inf on any rank (one all-reduce under DDP; every rank decides at the same step).
@@ -98,22 +134,27 @@ class _Sums:
         previous check's copy, `CUDA_CHECK_EVERY` steps old and long done, is read instead (a divergence stops the
         epoch one check later). The epoch's last check (`final`) reads its own values: the loop synchronizes there
         anyway."""
-        packed = torch.stack([(~torch.isfinite(self.loss)).float(), self.loss.float()])
+        if self.scaler is None:
+            flag, steps = (~torch.isfinite(self.loss)).float(), torch.full((), float(done), device=self.dev)
+        else:  # fp16: overflowed steps are skipped; only a scale that keeps falling is a divergence
+            flag, steps = (self._scale() < MIN_LOSS_SCALE).float(), self.finite.float()
+        packed = torch.stack([flag, self.loss.float(), steps])
         all_reduce_sum(d, packed)  # (the loss as summed over ranks: the bar shows the mean over them)
         if self.dev.type != "cuda" or final:
-            return self._decide(_to_host(packed), done * d.world)
-        host = torch.empty(2, dtype=packed.dtype, pin_memory=True)
+            return self._decide(_to_host(packed))
+        host = torch.empty(3, dtype=packed.dtype, pin_memory=True)
         host.copy_(packed, non_blocking=True)
         event = torch.cuda.Event()
         event.record()
-        previous, self.pending = self.pending, (event, host, done * d.world)
+        previous, self.pending = self.pending, (event, host)
         if previous is None:
             return False
         previous[0].synchronize()  # an event, not the stream: it completed steps ago
-        return self._decide(_to_host(previous[1]), previous[2])
+        return self._decide(_to_host(previous[1]))
 
-    def _decide(self, values: list[float], steps: int) -> bool:
-        self.mean_loss = values[1] / max(1, steps)
+    def _decide(self, values: list[float]) -> bool:
+        """(flag, loss, steps) summed over the ranks: whether to stop, and the bar's mean loss."""
+        self.mean_loss = values[1] / max(1, values[2])
         return values[0] > 0
 
     def stats(self, d: Dist, done: int, seconds: float, first_step: float | None, first_images: int
@@ -123,35 +164,39 @@ class _Sums:
         dev = self.dev
         rated = self.seen - first_images if first_step is not None and self.seen > first_images else self.seen
         count = lambda n: torch.full((), float(n), device=dev, dtype=torch.float64)  # noqa: E731  (no host copy)
-        packed = torch.stack([self.loss.double(), self.correct.double(), count(self.seen), count(rated)])
+        packed = torch.stack([self.loss.double(), self.correct.double(), count(self.seen), count(rated),
+                              self.skipped.double(), self.finite.double()])
         all_reduce_sum(d, packed)
-        loss, correct, seen, rated_n = _to_host(packed)
+        loss, correct, seen, rated_n, skipped, finite = _to_host(packed)
         rated_seconds = seconds - first_step if rated != self.seen else seconds
+        steps = float(max(1, done) * d.world) if self.scaler is None else max(finite, 1.0)
         stats = {
-            "train_loss": loss / float(max(1, done) * d.world),
+            "train_loss": loss / steps if self.scaler is None or finite else float("nan"),
             "train_top1": 100.0 * correct / max(1.0, seen),
             "images_per_s": rated_n / max(rated_seconds, 1e-9),
         }
         if first_step is not None:
             stats["compile_seconds"] = round(first_step, 3)
+        if self.scaler is not None:
+            stats["skipped_steps"] = round(skipped / d.world)  # (every rank skips the same steps)
         return stats
 
 
-def _accumulate(model, mix, batches, accum: int, dev: torch.device, d: Dist, sums: _Sums) -> None:
-    """Forward and backward `accum` micro-batches of one optimizer step (the loss of each weighted 1 / accum);
-    under DDP the gradients are all-reduced on the last one only."""
-    cuda = dev.type == "cuda"
+def _accumulate(model, mix, batches, accum: int, dev: torch.device, d: Dist, sums: _Sums, precision: Precision,
+                scaler: torch.amp.GradScaler) -> None:
+    """Forward and backward `accum` micro-batches of one optimizer step (the loss of each weighted 1 / accum, and
+    scaled up in fp16); under DDP the gradients are all-reduced on the last one only."""
     for j in range(accum):
         x, y = next(batches)
         x, y = to_device(x, y, dev)
         xm, ym = mix(x, y)
         sync_now = j == accum - 1 or not d.active  # DDP: all-reduce the gradients on the last micro-batch only
         with contextlib.nullcontext() if sync_now else model.no_sync():
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+            with precision.autocast(dev):
                 out = model(xm)
                 loss = mix.loss(out, ym)
-            (loss if accum == 1 else loss / accum).backward()
-        sums.loss += loss.detach().float() if accum == 1 else loss.detach().float() / accum
+            scaler.scale(loss if accum == 1 else loss / accum).backward()
+        sums.add_loss(loss, accum)
         hard = ym if ym.ndim == 1 else ym.argmax(1)  # mixed (soft) targets: the image's main class
         sums.correct += (out.detach().argmax(1) == hard).sum()
         sums.seen += y.shape[0]  # images (soft targets from the device path are (B, classes))
@@ -171,7 +216,7 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: int,
-             dist: Dist = SINGLE, time_first_batch: bool = False) -> Evaluation:
+             dist: Dist = SINGLE, time_first_batch: bool = False, precision: Precision | None = None) -> Evaluation:
     """Loss, top-1, top-5 and the confusion matrix on (at most `max_batches` of) the validation set,
     summed over the ranks' shards.
 
@@ -180,9 +225,9 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
     Everything is counted on the device (the confusion matrix with `index_add_`, whose output size does not depend
     on the data, unlike `bincount`), and read back once at the end: no host sync per batch.
     With `time_first_batch` the first batch is synchronized and timed (`first_batch_seconds`: a compiled model's
-    eval graph is compiled there)."""
+    eval graph is compiled there). `precision`: the run's (default: the device's own, bf16 on CUDA, else fp32)."""
     model.eval()
-    cuda = dev.type == "cuda"
+    precision = precision or Precision(legacy(dev))
     loss_sum = torch.zeros((), device=dev)
     top1 = torch.zeros((), device=dev, dtype=torch.long)
     top5 = torch.zeros((), device=dev, dtype=torch.long)
@@ -199,7 +244,7 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
         n = y.shape[0]
         if full and n < full:  # a compiled model: the last, smaller batch padded to the others' shape (one graph)
             x, _ = to_device(torch.nn.functional.pad(x, (0, 0, 0, 0, 0, 0, 0, full - n)), y, dev)
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+        with precision.autocast(dev):
             out = model(x)
         out = out[:n].float()
         loss_sum += torch.nn.functional.cross_entropy(out, y, reduction="sum")

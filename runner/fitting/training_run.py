@@ -30,6 +30,7 @@ from runner.fitting.micro_batch import micro_batch_for
 from runner.fitting.seeding import epoch_seed, seed_everything
 from runner.planning.batching import BatchPlan
 from runner.planning.budget import Budget
+from runner.precision import Precision, legacy
 from runner.store import RunDir
 
 
@@ -58,17 +59,21 @@ class Job:
     model_name: str | None = None  # a timm baseline: this model instead of the design's network
     batch_plan: BatchPlan | None = None  # how an optimizer step is reached (None: the whole batch, over the processes)
     config: Callable[[BatchPlan], RunConfig] | None = None  # config.json, written once the plan is resolved
+    precision: Precision | None = None  # the number format (None: the device's own, bf16 on CUDA, else fp32)
 
     def __post_init__(self) -> None:
         if self.batch_plan is None:  # a job built without a plan (benchmarks, tests): the whole batch
             self.batch_plan = BatchPlan.decide(self.budget.batch_size, len(self.train_set), self.design.recipe.mixes,
                                                self.dist.world)
+        if self.precision is None:
+            self.precision = Precision(legacy(self.device), "the device's own")
 
 
 @dataclass
 class TrainingRun:
     """What one run trains with, and where it stands (see `prepare`): its job and batch plan ("auto" resolved), the
-    model in its three roles, optimizer, schedule and its position, mixing and loss, EMA."""
+    model in its three roles, optimizer, schedule and its position, mixing and loss, EMA, and the loss scaler (fp16;
+    disabled, it passes everything through)."""
 
     job: Job
     batch_plan: BatchPlan  # how an optimizer step is reached, resolved
@@ -79,6 +84,7 @@ class TrainingRun:
     mix: timm_parts.Targets
     ema: Any
     steps_per_epoch: int
+    scaler: torch.amp.GradScaler
     eval_model: torch.nn.Module | None = None  # what evaluates (no DDP wrapper: no collective per batch)
     updates: int = 0  # optimizer steps so far: the schedule's position (restored from a checkpoint on resume)
     augment: str | None = None  # the device path's augmentation, "compiled" or "eager" (None: not recorded)
@@ -136,10 +142,11 @@ def prepare(job: Job) -> TrainingRun:
         forward_model = torch.compile(forward_model)
         eval_model = torch.compile(model) if job.dist.active else forward_model
     plan = micro_batch_for(model, plan, recipe, budget.img_size, dev, job.dist,
-                           lambda line: job.log(f"{job.label}: {line}"))
+                           lambda line: job.log(f"{job.label}: {line}"), job.precision)
     augment = warm_augment(job, plan)
     return TrainingRun(job=job, batch_plan=plan, model=model, forward_model=forward_model, opt=opt, sched=sched,
-                       mix=mix, ema=ema, steps_per_epoch=steps_per_epoch, eval_model=eval_model, augment=augment)
+                       mix=mix, ema=ema, steps_per_epoch=steps_per_epoch, scaler=job.precision.grad_scaler(dev),
+                       eval_model=eval_model, augment=augment)
 
 
 def warm_augment(job: Job, plan: BatchPlan) -> str | None:

@@ -40,6 +40,7 @@ from runner.planning.dry_run import print_plan
 from runner.planning.options import RunOptions
 from runner.planning.run_records import config_for, write_plan
 from runner.planning.runs import PlannedRun, init_note, plan, seeds_of
+from runner.precision import Precision, choose_precision, identity_entry
 from runner.store import RunDir, ensure_writable
 from steps import get_regime
 
@@ -52,6 +53,7 @@ class Session:
     splits: Any  # runner.data's splits: train, val, info
     device: Any  # torch.device
     dist: Dist
+    precision: Precision
     out: Path
     progress: bool
     log: Callable[[str], None]
@@ -83,7 +85,10 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     else:
         splits, missing = load_dataset(what.dataset, opts.machine.data_dir), None
         info = splits.info
-    runs = plan(opts, info.name if not info.synthetic else what.dataset, info.native_size, info.num_classes)
+    precision = choose_precision(opts.machine.precision, device)
+    runs = plan(opts, info.name if not info.synthetic else what.dataset, info.native_size, info.num_classes,
+                identity_entry(precision, device))
+    precision_line = f"precision: {precision.name} ({precision.reason})"
     preset = get_preset(opts.training.preset)
     procs = f" x {dist.world} processes" if dist.active else ""
     header = (f"{len(runs)} runs ({len({r.spec for r in runs})} steps x {seeds_of(opts)} seed(s)) on {what.dataset} "
@@ -94,7 +99,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
                                 opts.training.micro_batch) for r in runs]
     if opts.output.dry_run:
         print_plan(runs, batches, out, info, header, get_regime(what.regime), log, device,
-                   notes=[n for n in (init_note(opts, runs), missing, _jobs_note(opts)) if n])
+                   notes=[n for n in (init_note(opts, runs), missing, _jobs_note(opts), precision_line) if n])
         finish(dist)
         return out
     if dist.is_main:
@@ -102,12 +107,13 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
         if opts.output.write_plan:
             write_plan(out, runs, opts)
     log(header)
+    log(precision_line)
     if opts.training.init_from:
         log(init_note(opts, runs))
     if preset.name == "smoke" or info.synthetic:
         log("note: this is a pipeline check (smoke preset or synthetic data); its accuracies mean nothing")
     progress = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
-    held = _train_all(Session(opts, splits, device, dist, out, progress, log), runs, batches)
+    held = _train_all(Session(opts, splits, device, dist, precision, out, progress, log), runs, batches)
     finish(dist)  # DDP: every process leaves the group (after an error, the process exits and torchrun ends the rest)
     if held:
         log(f"{len(held)} run(s) are being trained by another process: {', '.join(held)}; "
@@ -170,7 +176,7 @@ def _decide(s: Session, r: PlannedRun, rd: RunDir, stack: ExitStack) -> str:
 
 
 def _write_config(s: Session, r: PlannedRun, rd: RunDir, batch: BatchPlan) -> None:
-    rd.write_config(config_for(r, s.splits.info, str(s.device), s.opts, batch))
+    rd.write_config(config_for(r, s.splits.info, str(s.device), s.opts, batch, s.precision.name))
 
 
 def _job(s: Session, r: PlannedRun, rd: RunDir, label: str, workers: int, device_data, batch: BatchPlan) -> Job:
@@ -180,7 +186,8 @@ def _job(s: Session, r: PlannedRun, rd: RunDir, label: str, workers: int, device
                class_names=tuple(info.classes), train_set=s.splits.train, val_set=s.splits.val, device=s.device,
                workers=workers, compile=how.compile, progress=s.progress, log=s.log, label=label, dist=s.dist,
                init_from=how.init_from, tracker=s.opts.output.tracker, device_data=device_data, model_name=r.model,
-               batch_plan=batch, config=lambda plan: config_for(r, info, str(s.device), s.opts, plan))
+               batch_plan=batch, precision=s.precision,
+               config=lambda plan: config_for(r, info, str(s.device), s.opts, plan, s.precision.name))
 
 
 def _reused(rd: RunDir, label: str) -> str:

@@ -157,7 +157,12 @@ class Training:
 class Machine:
     """Where: the device, the data's location and how it reaches the device."""
 
-    device: str = option("--device", "auto, cpu, cuda or cuda:INDEX (default: auto)", "auto", at=130)
+    device: str = option("--device", "auto, cpu, cuda, cuda:INDEX or mps (Apple silicon, untested; default: auto, "
+                         "CUDA when there is one, else the CPU)", "auto", at=130)
+    precision: str = option(  # runner.precision.choose_precision
+        "--precision", "auto (default): bf16 on GPUs with bf16 hardware (compute capability 8.0+), fp16 with loss "
+        "scaling on older GPUs, fp32 on the CPU and on mps; or force bf16, fp16 or fp32", "auto", at=132,
+        choices=["auto", "bf16", "fp16", "fp32"])
     data_dir: str | None = option("--data-dir", "where the dataset is (or goes); default: the cache", at=50,
                                   metavar="PATH")
     data_path: str = option(  # see runner.devices.choose_data_path

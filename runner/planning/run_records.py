@@ -19,9 +19,11 @@ from runner.planning.selection import order_specs, order_steps
 from steps import Roadmap, get_regime
 
 
-def config_for(run: PlannedRun, info, device: str, opts: RunOptions, batch: BatchPlan) -> schema.RunConfig:
+def config_for(run: PlannedRun, info, device: str, opts: RunOptions, batch: BatchPlan, precision: str
+               ) -> schema.RunConfig:
     """config.json: everything needed to reproduce the run and to report on it without the code; `batch`: how its
-    optimizer step is reached (recorded when --micro-batch was given, "auto" resolved by then)."""
+    optimizer step is reached (recorded when --micro-batch was given, "auto" resolved by then); `precision`: the
+    number format it trains in (runner.precision)."""
     regime = get_regime(opts.selection.regime)
     img = run.budget.img_size
     c = complexity_of(run, info.num_classes, regime)
@@ -44,6 +46,7 @@ def config_for(run: PlannedRun, info, device: str, opts: RunOptions, batch: Batc
                                    train_size=info.train_size, val_size=info.val_size, img_size=img,
                                    synthetic=info.synthetic),
         budget=run.budget, design=described(run.design, run.model), identity=run.identity, device=device,
+        precision=precision,
         code_version=code_version(), git_revision=git_revision(), packages=package_versions(),
         command=opts.output.command, created=now(),
         # only when asked for: how each optimizer step is computed (not part of the run's identity, like --nproc)

@@ -47,8 +47,10 @@ class PlannedRun:
     model: str | None = None  # a baseline's timm model name (spec `timm:NAME`); None for roadmap specs
 
 
-def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int) -> list[PlannedRun]:
-    """Every run the options ask for, with its effective design and budget."""
+def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int,
+         precision: dict[str, str] | None = None) -> list[PlannedRun]:
+    """Every run the options ask for, with its effective design and budget; `precision`: the identity's precision
+    entry (runner.precision.identity_entry: empty where the run trains as its device did before --precision)."""
     what, how = opts.selection, opts.training
     preset = get_preset(how.preset)
     seeds = seeds_of(opts)
@@ -89,7 +91,7 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int)
             budget_id = {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("preset", "epochs_rule")}
             identity = {"design": described(design, model), "dataset": dataset_key, "img_size": img_size,
                         "seed": seed, "budget": budget_id, "code_version": code_version(),
-                        **({"init_from": init} if init else {})}
+                        **({"init_from": init} if init else {}), **(precision or {})}
             runs.append(PlannedRun(spec, seed, design, budget, run_id(spec, seed, identity), identity, model))
     return runs
 
