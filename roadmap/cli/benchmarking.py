@@ -86,8 +86,8 @@ def add_commands(sub) -> None:
         description="A benchmark, not a test. Per step: training and evaluation images/s of `roadmap run`'s own "
         "pipeline (images on the device, augmented there; fused AdamW; the run's precision and channels-last on "
         "CUDA; optional torch.compile) beside the same model trained by a plain timm-style loop with a CPU "
-        "DataLoader, GPU memory, model FLOP utilization, warm-up (compile) time, and the projected wall time of the roadmap. "
-        "--models-only instead times the models alone on random tensors, interleaved with torchvision's resnet50 "
+        "DataLoader, GPU memory, model FLOP utilization, warm-up (compile) time, and the projected wall time of the "
+        "roadmap. --models-only instead times the models alone on random tensors, interleaved with torchvision's resnet50 "
         "and timm's convnext_tiny.")
     p.add_argument("--steps", metavar="A,B,...", help="steps to measure (default: all)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:INDEX (default: auto)")
