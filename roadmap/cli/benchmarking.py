@@ -87,10 +87,10 @@ def add_commands(sub) -> None:
         "pipeline (images on the device, augmented there; fused AdamW; the run's precision and channels-last on "
         "CUDA; optional torch.compile) beside the same model trained by a plain timm-style loop with a CPU "
         "DataLoader, GPU memory, model FLOP utilization, warm-up (compile) time, and the projected wall time of the "
-        "roadmap. --models-only instead times the models alone on random tensors, interleaved with torchvision's resnet50 "
-        "and timm's convnext_tiny.")
+        "roadmap. --models-only instead times the models alone on random tensors, interleaved with torchvision's "
+        "resnet50 and timm's convnext_tiny.")
     p.add_argument("--steps", metavar="A,B,...", help="steps to measure (default: all)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:INDEX (default: auto)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:INDEX or mps (default: auto)")
     p.add_argument("--dataset", default=IMAGENETTE_SHAPED,
                    help=f"data to train on: {catalog.help_text()} (default: synthetic, Imagenette-160's size and "
                    "count)")
