@@ -188,7 +188,8 @@ def header_lines(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
     seeds = sorted(int(s) for s in _distinct(present["seed"]))
     planned = f"{plan.seeds} per step planned; " if plan and plan.seeds is not None else ""
     lines.append(f"- **Seeds**: {planned}{len(seeds)} recorded ({', '.join(map(str, seeds))})")
-    lines.append(f"- **Device**: {', '.join(_distinct(present['device']))}")
+    lines.append(f"- **Device**: {', '.join(_distinct(present['device']))}; precision "
+                 f"{', '.join(_distinct(present['precision']))}")
     versions = _distinct(f"{v} (git {g})" if g else v for v, g in zip(present["code_version"], present["git_revision"],
                                                                         strict=True))
     lines.append(f"- **Code version**: {', '.join(versions)}")

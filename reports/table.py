@@ -26,7 +26,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "params_224_m", "gflops_224", "params_m", "gflops_run", "img_size", "paper_gflops", "paper_footnote",
     "n", "n_runs", "seeds", "top1_mean", "top1_std", "delta", "delta_vs", "delta_vs_nominal", "pooled_std",
     "significance",
-    "paper_top1", "paper_delta", "train_top1", "images_per_s", "wall_seconds", "epochs",
+    "paper_top1", "paper_delta", "train_top1", "images_per_s", "wall_seconds", "epochs", "precision",
     "status", "status_kind", "unreadable",
 )
 """Columns of `summarize`; `unreadable` lists why runs of the step cannot be read (footnotes of the table)."""
@@ -35,7 +35,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "step", "label", "section", "branch_of", "params_224_m", "gflops_224", "params_m", "gflops_run", "img_size",
     "paper_gflops",
     "n", "seeds", "top1_mean", "top1_std", "delta", "delta_vs", "significance", "paper_top1", "paper_delta",
-    "train_top1", "images_per_s", "wall_seconds", "epochs", "status",
+    "train_top1", "images_per_s", "wall_seconds", "epochs", "precision", "status",
 )
 """Columns of `results_table(..., "csv"|"json")`: numbers unformatted, NaN as empty / null."""
 
@@ -104,6 +104,7 @@ def _step_row(step: str, group: pd.DataFrame) -> dict[str, Any]:
         "images_per_s": float(done["images_per_s"].mean()) if len(done) else math.nan,
         "wall_seconds": float(done["wall_seconds"].mean()) if len(done) else math.nan,
         "epochs": meta["epochs"],
+        "precision": ", ".join(dict.fromkeys(present["precision"])) if len(present) else "",
         "status": status,
         "status_kind": kind,
         "unreadable": [r for r in group["unreadable"] if r],
@@ -344,4 +345,11 @@ def results_table(out_dir: str | Path, fmt: str = "table") -> str:
     """The per-step summary of `out_dir` for `roadmap results`, in `fmt` (table, markdown, csv or json)."""
     if fmt not in FORMATS:
         raise unknown("results format", fmt, FORMATS)
-    return render_summary(summarize(load_runs(out_dir)), fmt)
+    runs = load_runs(out_dir)
+    text = render_summary(summarize(runs), fmt)
+    if fmt in ("table", "markdown"):  # (csv and json carry it per step)
+        present = runs[~runs["status"].isin(["missing", "unreadable"])]
+        trained = ", ".join(f"{d} in {p}" for d, p in dict.fromkeys(zip(present["device"], present["precision"],
+                                                                         strict=True)))
+        text += f"\nTrained on {trained or '?'}.\n"
+    return text

@@ -352,6 +352,14 @@ def _versioned(path: Path, data: Any, kind: str) -> dict[str, Any]:
     return data
 
 
+def precision_of(device: str | None, recorded: str | None = None) -> str:
+    """The precision a run trained in: as its config.json records it, or for a record written before --precision
+    existed, what its device trained in then (bf16 autocast on CUDA, fp32 elsewhere)."""
+    if recorded:
+        return recorded
+    return "bf16" if (device or "").startswith("cuda") else "fp32"
+
+
 def read_config(path: Path) -> RunConfig:
     """A run's config.json; Unreadable when it is missing or not JSON, NotARecord when it names no step."""
     data = load_json(path)

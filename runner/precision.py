@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from roadmap.errors import RoadmapError
+from roadmap.schema import precision_of
 
 CHOICES = ("auto", "bf16", "fp16", "fp32")
 BF16_CAPABILITY = (8, 0)  # the first compute capability with bf16 tensor cores and cuDNN's bf16 convolutions
@@ -60,7 +61,7 @@ class Precision:
 
 def legacy(device: torch.device) -> str:
     """What a device trained in before --precision existed: bf16 autocast on CUDA, fp32 elsewhere."""
-    return "bf16" if device.type == "cuda" else "fp32"
+    return precision_of(device.type)
 
 
 def choose_precision(requested: str, device: torch.device) -> Precision:
