@@ -98,28 +98,35 @@ def test_device_path_on_cuda_matches_the_cpu_pipeline_in_distribution():
     device_path_matches_the_cpu_pipeline(DEV)
 
 
-def bf16_channels_last_steps(spec: str, dev: torch.device) -> None:
-    """Three bf16 + channels-last training steps of `spec` on one batch: finite gradients, the loss goes down."""
+def bf16_channels_last_steps(spec: str, dev: torch.device, precision: str = "bf16", size: int = 64) -> None:
+    """Three bf16 (or eight fp16, through the loss scaler) + channels-last training steps of `spec` on one batch:
+    finite gradients (fp16: where the scaler did not skip the step), the loss goes down."""
     from roadmap.model import build_model
     from runner.fitting.timm_parts import optimizer
+    from runner.precision import Precision
     from steps import design_for
 
+    chosen = Precision(precision)
+    scaler = chosen.grad_scaler(dev)
     design = design_for(spec)
     torch.manual_seed(0)
     model = build_model(design.net, num_classes=10, width_mult=0.25).to(dev).to(memory_format=torch.channels_last)
     opt = optimizer(design.recipe, model, 1e-3)
-    x = torch.randn(16, 3, 64, 64, device=dev).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(16, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (16,), device=dev)
     losses = []
-    for _ in range(3):
-        with torch.autocast(dev.type, dtype=torch.bfloat16):
+    for _ in range(3 if not chosen.scales_loss else 8):  # fp16: the first steps at 2**16 may overflow (skipped)
+        with chosen.autocast(dev):
             out = model(x)
             loss = torch.nn.functional.cross_entropy(out, y)
-        assert out.dtype == torch.bfloat16
+        assert out.dtype == chosen.dtype
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        finite = all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        assert finite or chosen.scales_loss  # (fp16: an overflowed step, which the scaler skips)
+        scaler.step(opt)
+        scaler.update()
         losses.append(loss.item())
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]  # the same batch three times: it learns it
 
@@ -127,6 +134,12 @@ def bf16_channels_last_steps(spec: str, dev: torch.device) -> None:
 @pytest.mark.parametrize("spec", STEPS)
 def test_bf16_channels_last_training_steps(spec):
     bf16_channels_last_steps(spec, DEV)
+
+
+@pytest.mark.parametrize("spec", STEPS)
+def test_fp16_channels_last_training_steps(spec):
+    """What a GPU without bf16 hardware trains in (--precision auto below compute capability 8.0)."""
+    bf16_channels_last_steps(spec, DEV, "fp16")
 
 
 def three_steps_args(device: str, out: Path) -> list[str]:
@@ -189,17 +202,21 @@ def test_compile_has_no_recompiles_after_warm_up(tmp_path):
     compile_without_recompiles(DEV, tmp_path)
 
 
-def no_host_sync_in_the_loops(dev: torch.device, tmp_path: Path, monkeypatch) -> None:
+def no_host_sync_in_the_loops(dev: torch.device, tmp_path: Path, monkeypatch, precision: str | None = None) -> None:
     """A few loader + training steps (past two lagged divergence checks) and an evaluation under
     `torch.cuda.set_sync_debug_mode("error")`: any host sync raises. The epoch's end reads back once
-    (`loop._to_host`) and synchronizes to time it: the test lets those two through."""
+    (`loop._to_host`) and synchronizes to time it: the test lets those two through. In fp16 the loss scaler's step
+    does not read back either with convnext_tiny's fused AdamW (which takes the scale and the overflow flag itself;
+    torch's GradScaler reads the flag back for other optimizers, such as the original recipe's SGD)."""
     from test_gpu_first_run import tiny_job
 
     import runner.fitting.loop as loop
     from runner.fitting.training_run import loaders, prepare
+    from runner.precision import Precision
 
     # SMALL's images and batch (64 px, 32): the augmentation's graph of the other tests, not one more to compile
-    job = tiny_job(tmp_path, "convnext_tiny", "synthetic:train=1792,val=40", device=dev, batch_size=32)
+    job = tiny_job(tmp_path, "convnext_tiny", "synthetic:train=1792,val=40", device=dev, batch_size=32,
+                   **({"precision": Precision(precision)} if precision else {}))
     t = prepare(job)
     steps = 2 * loop.CUDA_CHECK_EVERY + 5  # the second check reads the first one's pinned copy
     train_loader, val_loader = loaders(job, t.batch_plan, 0)
@@ -220,7 +237,7 @@ def no_host_sync_in_the_loops(dev: torch.device, tmp_path: Path, monkeypatch) ->
     torch.cuda.set_sync_debug_mode("error")
     try:
         stats, bad = loop.train_epoch(t, train_loader, 0, steps=steps)
-        loop.evaluate(t.eval_model, val_loader, job.num_classes, dev, len(val_loader))
+        loop.evaluate(t.eval_model, val_loader, job.num_classes, dev, len(val_loader), precision=job.precision)
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert t.updates == steps and not bad
@@ -230,17 +247,21 @@ def test_no_host_sync_in_the_training_and_evaluation_loops(tmp_path, monkeypatch
     no_host_sync_in_the_loops(DEV, tmp_path, monkeypatch)
 
 
-def resume_args(device: str, out: Path) -> list[str]:
+def test_no_host_sync_in_the_loops_in_fp16(tmp_path, monkeypatch):
+    no_host_sync_in_the_loops(DEV, tmp_path, monkeypatch, "fp16")
+
+
+def resume_args(device: str, out: Path, *extra: str) -> list[str]:
     return ["run", *on(device, SMALL), "--steps", "convnext_tiny", "--epochs", "2", "--train-batches", "4",
-            "--val-batches", "2", "--out", str(out)]
+            "--val-batches", "2", "--out", str(out), *extra]
 
 
-def resume_after_an_interrupt(device: str, tmp_path: Path, cli, monkeypatch) -> None:
+def resume_after_an_interrupt(device: str, tmp_path: Path, cli, monkeypatch, *extra: str) -> None:
     """Interrupted after its first epoch, a run resumes from the checkpoint and ends like an uninterrupted one
     (within bf16 / cuDNN nondeterminism; on CPU the tests ask for bit-equality elsewhere)."""
     import runner.fitting.fit as train
 
-    code, _, err = cli(*resume_args(device, tmp_path / "ref"))
+    code, _, err = cli(*resume_args(device, tmp_path / "ref", *extra))
     assert code == 0, err
     real, calls = train.evaluate, []
 
@@ -251,10 +272,10 @@ def resume_after_an_interrupt(device: str, tmp_path: Path, cli, monkeypatch) -> 
         return real(*a, **k)
 
     monkeypatch.setattr(train, "evaluate", interrupt_second_epoch)
-    code, _, _ = cli(*resume_args(device, tmp_path / "cut"))
+    code, _, _ = cli(*resume_args(device, tmp_path / "cut", *extra))
     assert code == 130
     monkeypatch.setattr(train, "evaluate", real)
-    code, text, err = cli(*resume_args(device, tmp_path / "cut"))
+    code, text, err = cli(*resume_args(device, tmp_path / "cut", *extra))
     assert code == 0, err
     assert "resuming after epoch 1/2" in text
     ((step, a),), (b,) = metrics(tmp_path / "ref").items(), metrics(tmp_path / "cut").values()
@@ -264,6 +285,10 @@ def resume_after_an_interrupt(device: str, tmp_path: Path, cli, monkeypatch) -> 
 
 def test_resume_on_cuda(tmp_path, cli, monkeypatch):
     resume_after_an_interrupt("cuda", tmp_path, cli, monkeypatch)
+
+
+def test_resume_on_cuda_in_fp16(tmp_path, cli, monkeypatch):
+    resume_after_an_interrupt("cuda", tmp_path, cli, monkeypatch, "--precision", "fp16")
 
 
 def micro_batch_auto_args(device: str, out: Path) -> list[str]:

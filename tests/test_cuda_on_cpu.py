@@ -26,6 +26,11 @@ def test_bf16_channels_last_steps_on_cpu(spec):
     on_gpu.bf16_channels_last_steps(spec, CPU)
 
 
+def test_fp16_channels_last_steps_on_cpu():
+    """The fp16 variant's steps on CPU tensors (fp16 kernels are slow on a CPU: the middle step only, at 32 px)."""
+    on_gpu.bf16_channels_last_steps("move_up_dwconv", CPU, "fp16", size=32)
+
+
 def test_the_three_step_run_on_cpu(tmp_path, cli):
     out = tmp_path / "o"
     code, text, err = cli(*on_gpu.three_steps_args("cpu", out), "--data-path", "device")  # (auto on CUDA: device)
