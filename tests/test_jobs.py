@@ -113,23 +113,26 @@ def test_the_cpu_preset_trains_one_run_per_core_and_says_so(tmp_path, cli, monke
 def test_one_progress_line_for_the_whole_roadmap():
     now = [0.0]
     lines: list[str] = []
-    p = RoadmapProgress(total=5, done=1, log=lines.append, clock=lambda: now[0])
-    p.started()
-    p.started()
+    p = RoadmapProgress(total=5, work={"a": 1.0, "b": 1.0, "c": 3.0, "d": 3.0}, jobs=2, log=lines.append,
+                        clock=lambda: now[0])
+    p.started("a")
+    p.started("b")
     assert p.line() == "roadmap: 1/5 runs done, 2 running, ETA after the first run"
     now[0] = 60.0
-    p.ended(True, "a: done")
-    assert lines == ["a: done", "roadmap: 2/5 runs done, 1 running, ETA 3m 00s"]  # 3 left at 1 run a minute
-    p.ended(False, "b: FAILED")
-    assert lines[-1] == "roadmap: 2/5 runs done, 0 running, 1 failed, ETA 1m 00s"
+    p.ended("a", True, "a: done")
+    # a unit of work a minute per job: c and d, 3 units each, side by side (b's unit is done at that pace)
+    assert lines == ["a: done", "roadmap: 2/5 runs done, 1 running, ETA 3m 00s"]
+    p.ended("b", False, "b: FAILED")  # no pace from a failed run
+    assert lines[-1] == "roadmap: 2/5 runs done, 0 running, 1 failed, ETA 3m 00s"
     screen = io.StringIO()  # on a terminal: one line redrawn in place, the launcher's lines above it
-    live = RoadmapProgress(total=2, done=0, log=lambda m: screen.write(m + "\n"), live=True, stream=screen,
-                           clock=lambda: now[0])
-    live.started()
-    live.ended(True, "a: done")
+    live = RoadmapProgress(total=2, work={"a": 1.0, "b": 1.0}, log=lambda m: screen.write(m + "\n"), live=True,
+                           stream=screen, clock=lambda: now[0])
+    live.started("a")
+    now[0] = 90.0
+    live.ended("a", True, "a: done")
     live.close()
     assert screen.getvalue() == ("\rroadmap: 0/2 runs done, 1 running, ETA after the first run\033[K\r\033[K"
-                                 "a: done\n\rroadmap: 1/2 runs done, 0 running, ETA 0 s\033[K\n")
+                                 "a: done\n\rroadmap: 1/2 runs done, 0 running, ETA 30 s\033[K\n")
 
 
 @pytest.mark.slow

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roadmap.errors import RoadmapError
-from runner.data import load_dataset
+from runner.data import DatasetInfo, load_dataset
 from runner.devices import jobs_line, resolve_device, threads_per_job
-from runner.launchers.local import default_out
+from runner.launchers.local import default_out, work_of
 from runner.launchers.progress import RoadmapProgress
 from runner.planning.options import RunOptions
 from runner.planning.run_records import write_plan
@@ -70,12 +70,12 @@ def pending(runs: list[PlannedRun], out: Path) -> list[PlannedRun]:
     return [r for r in runs if not RunDir(out / r.run_id).done and not RunDir(out / r.run_id).is_locked()]
 
 
-def _plan_and_write(opts: RunOptions) -> tuple[list[PlannedRun], Path]:
+def _plan_and_write(opts: RunOptions) -> tuple[list[PlannedRun], Path, DatasetInfo]:
     info = load_dataset(opts.selection.dataset, opts.machine.data_dir).info
     runs = plan(opts, info.name if not info.synthetic else opts.selection.dataset, info.native_size, info.num_classes)
     out = ensure_writable(Path(opts.output.out) if opts.output.out else default_out(opts.selection.dataset))
     write_plan(out, runs, opts)
-    return runs, out
+    return runs, out, info
 
 
 @dataclass(frozen=True)
@@ -94,10 +94,10 @@ def launch_gpus(opts: RunOptions, argv: list[str], gpus: list[int], per_gpu: int
     output directory (the CLI then reports)."""
     if not gpus or per_gpu < 1:
         raise RoadmapError("--launcher gpus needs --gpus 0,1,... and --per-gpu >= 1")
-    runs, out = _plan_and_write(opts)
+    runs, out, info = _plan_and_write(opts)
     slots = [Slot(f"cuda:{g}", f"cuda:{g}") for g in gpus for _ in range(per_gpu)]
     log(f"{len(pending(runs, out))} of {len(runs)} runs to train on GPUs {gpus}, {per_gpu} at a time per GPU")
-    return _finish(out, _run_children(opts, argv, runs, out, slots, log), log)
+    return _finish(out, _run_children(opts, argv, runs, out, info, slots, log), log)
 
 
 def launch_cpu(opts: RunOptions, argv: list[str], log: Callable[[str], None] = print) -> Path:
@@ -110,23 +110,23 @@ def launch_cpu(opts: RunOptions, argv: list[str], log: Callable[[str], None] = p
                            f"{opts.machine.device} is a GPU here: add --device cpu, or train on GPUs with "
                            f"--launcher gpus --gpus 0,... --per-gpu {jobs}")
     threads = threads_per_job(jobs, opts.machine.threads_per_job)
-    runs, out = _plan_and_write(opts)
+    runs, out, info = _plan_and_write(opts)
     env = tuple((k, str(threads)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
     slots = [Slot(f"cpu job {k + 1}", "cpu", ("--threads-per-job", str(threads)), env) for k in range(jobs)]
     log(jobs_line(jobs, threads))
     log(f"{len(pending(runs, out))} of {len(runs)} runs to train, {jobs} at a time")
-    return _finish(out, _run_children(opts, argv, runs, out, slots, log), log)
+    return _finish(out, _run_children(opts, argv, runs, out, info, slots, log), log)
 
 
-def _run_children(opts: RunOptions, argv: list[str], runs: list[PlannedRun], out: Path, slots: list[Slot],
-                  log: Callable[[str], None]) -> list[PlannedRun]:
+def _run_children(opts: RunOptions, argv: list[str], runs: list[PlannedRun], out: Path, info: DatasetInfo,
+                  slots: list[Slot], log: Callable[[str], None]) -> list[PlannedRun]:
     """Fill `slots` with one child per pending run until every run has ended, with one progress line for the
     whole roadmap; returns the runs that failed."""
     todo = pending(runs, out)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     live = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
-    progress = RoadmapProgress(len(runs), len(runs) - len(todo), log, live)
+    progress = RoadmapProgress(len(runs), work_of(opts, todo, info), len(slots), log, live)
     busy: dict[int, tuple[subprocess.Popen, PlannedRun] | None] = dict.fromkeys(range(len(slots)))
     failed = []
     try:
@@ -135,13 +135,13 @@ def _run_children(opts: RunOptions, argv: list[str], runs: list[PlannedRun], out
                 job = busy[i]
                 if job is not None and job[0].poll() is not None:
                     ok, message = _ended(job[0], job[1], slot, out, logs)
-                    progress.ended(ok, message)
+                    progress.ended(job[1].run_id, ok, message)
                     failed += [] if ok else [job[1]]
                     busy[i] = None
                 if busy[i] is None and todo:
                     r = todo.pop(0)
                     busy[i] = (_start(argv, r, slot, out), r)
-                    progress.started()
+                    progress.started(r.run_id)
             progress.show()
             time.sleep(0.5)
     finally:
@@ -179,7 +179,7 @@ def launch_slurm(opts: RunOptions, argv: list[str], slurm: SlurmOptions,
         import submitit
     except ImportError:
         raise RoadmapError("--launcher slurm needs submitit: pip install 'convnext-roadmap[slurm]'") from None
-    runs, out = _plan_and_write(opts)
+    runs, out, _ = _plan_and_write(opts)
     todo = pending(runs, out)
     executor = submitit.AutoExecutor(folder=out / "submitit", cluster=slurm.cluster)
     params = dict(timeout_min=slurm.time_min, cpus_per_task=slurm.cpus_per_job, name="roadmap")

@@ -13,6 +13,7 @@ runner.planning.dry_run (the plan as a table) and runner.fitting.fit (one run).
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from roadmap.durations import duration
 from roadmap.errors import RoadmapError
-from runner.data import load_dataset, plan_info
+from runner.data import DatasetInfo, load_dataset, plan_info
 from runner.devices import (
     choose_data_path,
     default_workers,
@@ -34,12 +36,13 @@ from runner.devices import (
 from runner.dist import Dist, barrier, broadcast, finish, from_env
 from runner.fitting.fit import train
 from runner.fitting.training_run import Job
+from runner.launchers.progress import eta_seconds, run_work
 from runner.planning.batching import BatchPlan
 from runner.planning.budget import get_preset
 from runner.planning.dry_run import print_plan
 from runner.planning.options import RunOptions
 from runner.planning.run_records import config_for, write_plan
-from runner.planning.runs import PlannedRun, init_note, plan, seeds_of
+from runner.planning.runs import PlannedRun, complexity_of, init_note, plan, seeds_of
 from runner.precision import Precision, choose_precision, identity_entry
 from runner.store import RunDir, ensure_writable
 from steps import get_regime
@@ -121,6 +124,13 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     return out if dist.is_main else None
 
 
+def work_of(opts: RunOptions, runs: list[PlannedRun], info: DatasetInfo) -> dict[str, float]:
+    """Each run's work (runner.launchers.progress.run_work), by run id: what the ETA is projected from."""
+    regime = get_regime(opts.selection.regime)
+    return {r.run_id: run_work(complexity_of(r, info.num_classes, regime).gflops_run, r.budget, info.train_size)
+            for r in runs}
+
+
 def _jobs_note(opts: RunOptions) -> str | None:
     """The dry run's line on --jobs N (None for one job: the plan as before)."""
     jobs = opts.machine.jobs or 1
@@ -137,12 +147,16 @@ def _train_all(s: Session, runs: list[PlannedRun], batches: list[BatchPlan]) -> 
     workers = opts.machine.workers if opts.machine.workers is not None else default_workers(s.device)
     device_data = choose_data_path(opts.machine.data_path, s.splits, s.device, workers, s.log, dist, s.progress)
     held = []
+    left = work_of(opts, [r for r in runs if not RunDir(s.out / r.run_id).done], s.splits.info)  # runs to train
+    finished: list[tuple[float, float]] = []  # the ETA's pace: (work, seconds) of each run trained here
     bar = tqdm(runs, desc="roadmap", unit="run", disable=not (s.progress and dist.is_main), file=sys.stderr,
-               dynamic_ncols=True)
+               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
     for r, batch in zip(bar, batches, strict=True):
         rd = RunDir(s.out / r.run_id)
         label = f"{r.spec} (seed {r.seed})"
-        bar.set_postfix_str(label, refresh=True)
+        eta = eta_seconds(list(left.values()), [], finished)
+        bar.set_postfix_str(label if eta is None else f"{label}, ETA {duration(eta, decimals=0)}", refresh=True)
+        work = left.pop(r.run_id, 0.0)
         with ExitStack() as stack:
             decision = broadcast(dist, _decide(s, r, rd, stack) if dist.is_main else "train")
             if decision == "done":
@@ -156,7 +170,9 @@ def _train_all(s: Session, runs: list[PlannedRun], batches: list[BatchPlan]) -> 
                 s.log(f"{label}: another process is training it; skipped")
                 continue
             barrier(dist)
+            began = time.monotonic()
             result = train(_job(s, r, rd, label, workers, device_data, batch))
+            finished.append((work, time.monotonic() - began))
             status = result["status"] if result["status"] != "diverged" else \
                 f"diverged at epoch {result['diverged']['epoch']}"
             s.log(f"{label}: {status}, val top-1 {result['val_top1']}, {result['wall_seconds']:.1f} s")
