@@ -5,6 +5,8 @@
 #   tests          the CUDA tests (`pytest -m cuda`) but the compile test,
 #   run            a two-epoch run of three steps (first, middle, last) on Imagenette-shaped synthetic data,
 #   bench          `roadmap bench --device cuda` on those steps, beside the reference loop,
+#   precision      `roadmap bench --models-only --precision bf16,fp16`: both precisions side by side, interleaved
+#                  (the CUDA tests' fp16 variants ran in `tests`; fp16 is what GPUs below compute capability 8.0 get),
 #   bench-compile  `roadmap bench --device cuda --compile` on convnext_tiny alone (its time limit: the estimate below),
 #   compile-test   the CUDA compile test (no recompiles after warm-up), last, so it cannot push the others out.
 # Every part has its own time limit (`timeout -s INT -k 15`: Python stops as on Ctrl-C, unbuffered, so what a part
@@ -34,17 +36,20 @@ COMPILE_WHY="training graph $EST_TRAIN + evaluation graph $EST_EVAL (one: the la
 $EST_AUGMENT (cached by the run part) + 3 warm-up and 15 timed steps, 2 evaluation passes $EST_MEASURE + process \
 start $EST_START"
 
-NAMES=(smoke tests run bench bench-compile compile-test)
+NAMES=(smoke tests run bench precision bench-compile compile-test)
 declare -A LIMIT TITLE CMD
 LIMIT[smoke]=20; TITLE[smoke]="torch.compile smoke check"
 CMD[smoke]="$PY $LOG/smoke.py"
-LIMIT[tests]=130; TITLE[tests]="CUDA tests (all but the compile test)"
+LIMIT[tests]=120; TITLE[tests]="CUDA tests (all but the compile test)"
 CMD[tests]="$PYTEST tests/test_cuda.py --deselect $COMPILE_TEST"
-LIMIT[run]=85; TITLE[run]="Two epochs of three steps on Imagenette-shaped synthetic data"
+LIMIT[run]=70; TITLE[run]="Two epochs of three steps on Imagenette-shaped synthetic data"
 CMD[run]="$PY -m roadmap run --device cuda --dataset $DATA --steps $STEPS3 --epochs 2 --preset quick --quiet \
 --no-report --out $LOG/run"
-LIMIT[bench]=75; TITLE[bench]="\`roadmap bench\`"
+LIMIT[bench]=60; TITLE[bench]="\`roadmap bench\`"
 CMD[bench]="$PY -m roadmap bench --device cuda --format markdown --warmup 3 --iters 15 --steps $STEPS3"
+LIMIT[precision]=40; TITLE[precision]="bf16 against fp16, the models alone"
+CMD[precision]="$PY -m roadmap bench --device cuda --format markdown --models-only --precision bf16,fp16 \
+--no-reference --img-size 160 --batch-size 128 --iters 5 --rounds 2 --steps resnet50,convnext_tiny"
 LIMIT[bench-compile]=$COMPILE_EST; TITLE[bench-compile]="\`roadmap bench --compile\`, convnext_tiny"
 CMD[bench-compile]="$PY -m roadmap bench --device cuda --format markdown --warmup 3 --iters 15 --compile \
 --no-reference --steps convnext_tiny"

@@ -23,7 +23,7 @@ def test_the_plan_shows_every_part_its_limit_and_a_total_under_8_minutes():
     plan = gpu_check("--plan")
     assert plan.returncode == 0, plan.stderr
     parts = re.findall(r"^  (\S+)\s+(\d+) s  (.*)$", plan.stdout, re.M)
-    assert [p[0] for p in parts] == ["smoke", "tests", "run", "bench", "bench-compile", "compile-test"]
+    assert [p[0] for p in parts] == ["smoke", "tests", "run", "bench", "precision", "bench-compile", "compile-test"]
     limits = {name: int(limit) for name, limit, _ in parts}
     commands = {name: command for name, _, command in parts}
     total = int(re.search(r"total: (\d+) s", plan.stdout).group(1))
@@ -37,6 +37,7 @@ def test_the_plan_shows_every_part_its_limit_and_a_total_under_8_minutes():
     assert "--deselect tests/test_cuda.py::test_compile_has_no_recompiles_after_warm_up" in commands["tests"]
     assert commands["compile-test"].endswith("tests/test_cuda.py::test_compile_has_no_recompiles_after_warm_up")
     assert "--format markdown" in commands["bench"] and "--device cuda" in commands["run"]
+    assert "--precision bf16,fp16" in commands["precision"] and "--models-only" in commands["precision"]
 
 
 def test_without_cuda_it_says_so_in_one_line_and_exits_2():
