@@ -244,7 +244,7 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
     chosen = [choose_precision(p, device) for p in precisions]
     splits = load_dataset(dataset)
     info = splits.info
-    opts = RunOptions(Selection(dataset=dataset, steps=tuple(specs)),
+    opts = RunOptions(Selection(dataset=dataset, steps=tuple(specs), seeds=1),
                       Training(preset=preset, epochs=epochs, batch_size=batch_size, img_size=img_size))
     runs = plan(opts, dataset, info.native_size, info.num_classes)
     ours_workers = workers if workers is not None else default_workers(device)
