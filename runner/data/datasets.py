@@ -26,6 +26,15 @@ def class_dirs(directory: Path) -> list[str]:
         return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
+def first_per_class(ds) -> list[str]:
+    """The path of the first sample of each class present in a dataset with `.samples` (ImageFolder sorts them by
+    class)."""
+    seen: dict[int, str] = {}
+    for path, label in ds.samples:
+        seen.setdefault(label, path)
+    return list(seen.values())
+
+
 class ImageFolderRGB(tvd.ImageFolder):
     """torchvision's ImageFolder that yields RGB images, names unreadable files, and skips hidden folders.
 
