@@ -19,13 +19,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
 from roadmap.errors import RoadmapError
+from runner.data.datasets import is_image_file
 
 NOT_LABELS = ("submission",)  # Kaggle's sample_submission.csv is the test set's answer form, not labels
 CLASS_WORDS = ("label", "labels", "class", "classes", "category", "breed", "target", "species", "y")
-_IMAGE_EXTS = tuple(e.lower() for e in IMG_EXTENSIONS)
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def _images_in(folder: Path) -> dict[str, str]:
     except OSError:
         return index
     for e in entries:
-        if not e.name.startswith(".") and e.name.lower().endswith(_IMAGE_EXTS) and e.is_file():
+        if is_image_file(e.name) and e.is_file():
             index.setdefault(e.name, e.path)
             index.setdefault(os.path.splitext(e.name)[0], e.path)
     return index
@@ -96,7 +94,8 @@ def _columns(path: Path, header: list[str], given: tuple[str, str] | None) -> tu
         return header, None
     missing = [c for c in given if c not in header]
     if missing:
-        raise RoadmapError(f"--label-columns names {_few(missing)}, which {str(path)!r} lacks (its columns: "
+        named = _few([repr(c) for c in missing])
+        raise RoadmapError(f"--label-columns names {named}, which {str(path)!r} lacks (its columns: "
                            f"{_few(header, 8)})")
     return [given[0]], given[1]
 
