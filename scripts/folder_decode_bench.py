@@ -2,11 +2,11 @@
 
     python scripts/folder_decode_bench.py --old /tmp/wt-folder-old --new . --work /tmp/bench-folder
 
-Generates a folder of camera-sized JPEGs (1600x1200, smooth colour gradients plus noise, quality 85: about as large and
-as slow to decode as photos; train/ and val/ of 4 classes, so the old code reads it too), then trains the `cpu`
-preset's ResNet-50 for 2 epochs on it with each checkout, interleaved (old, new with an empty cache, old, new
-again), so the noise of a shared machine hits both. Prints each command's wall time and the seconds of each epoch
-(metrics.jsonl), and their ratios.
+Generates a folder of camera-sized JPEGs (1600x1200, smooth colour gradients plus noise, quality 85: about as large
+and as slow to decode as photos; train/ and val/ of 4 classes, so the old code reads it too), then trains the `cpu`
+preset's ResNet-50 for 2 epochs (--same-epochs) on it with each checkout, interleaved (old, new with an empty cache,
+old, new again), so the noise of a shared machine hits both. Prints each command's wall time and the seconds of each
+epoch (metrics.jsonl), and their ratios.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def train(checkout: Path, folder: Path, out: Path, cache: Path, epochs: int) -> 
     """One `roadmap run` of the cpu preset's ResNet-50 on `folder` with `checkout`'s code: wall time and epochs."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "roadmap", "run", "--dataset", f"folder:{folder}", "--preset", "cpu", "--steps",
-           "resnet50", "--seeds", "1", "--epochs", str(epochs), "--jobs", "1", "--quiet", "--no-report", "--out",
-           str(out)]
+           "resnet50", "--seeds", "1", "--epochs", str(epochs), "--same-epochs", "--jobs", "1", "--quiet",
+           "--no-report", "--out", str(out)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=checkout, env={**os.environ, "ROADMAP_DATA": str(cache)}, capture_output=True,
                           text=True)
