@@ -109,7 +109,6 @@ def folder_pair(
     return train, val, int(np.median(sides))
 
 
-
 def _path_of(spec: str) -> Path:
     raw = spec.split(":", 1)[1].strip()
     if not raw:
@@ -124,9 +123,10 @@ def _class_samples(folder: Path) -> tuple[list[tuple[str, int]], list[str]]:
     return list(ds.samples), list(ds.classes)
 
 
-def load_folder(req, opts: FolderOptions | None = None) -> Splits:
-    """`folder:PATH` in any of its layouts (see the module's docstring); `req` is the reader's DataRequest."""
-    opts = opts or getattr(req, "folder", None) or FolderOptions()
+def load_folder(req) -> Splits:
+    """`folder:PATH` in any of its layouts (see the module's docstring); `req` is the reader's DataRequest (its
+    `folder`: the FolderOptions)."""
+    opts = getattr(req, "folder", None) or FolderOptions()
     root = _path_of(req.spec)
     if not root.exists():
         raise RoadmapError(f"dataset folder {str(root)!r} does not exist: pass a folder of class folders (or of "
