@@ -170,7 +170,7 @@ def header_lines(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
                                                               "val_size": math.nan})
     synthetic = "synthetic (random images)" if present["synthetic"].astype(bool).any() else "real images"
     lines.append(f"- **Dataset**: {dataset}: {_int(first['num_classes'])} classes, {_int(first['train_size'])} "
-                 f"training / {_int(first['val_size'])} validation images, {synthetic}")
+                 f"training / {_int(first['val_size'])} validation images, {synthetic}{_folder_text(first)}")
     lines.append(f"- **Resolution**: {_by_step(present, 'img_size', lambda v: f'{int(v)} px')}")
     lines.append(f"- **Epochs**: {_by_step(present, 'epochs', lambda v: f'{int(v)}')}")
     limits = []
@@ -202,6 +202,23 @@ def header_lines(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
     if commands:
         lines += ["Reproduce with:", "", "```sh", *commands, "```", ""]
     return lines
+
+
+def _folder_text(first: pd.Series) -> str:
+    """What the Dataset line adds for a user's folder: how it was read, the split made, the files left out."""
+    parts = []
+    if first.get("data_layout"):
+        parts.append(f"read as {first['data_layout']}")
+    split = first.get("data_split")
+    if isinstance(split, dict) and split:
+        fraction = split.get("val_fraction")
+        share = f"{fraction:g}" if isinstance(fraction, int | float) else "?"
+        parts.append(f"validation split made here: {share} of each class held out, a fixed split (seed "
+                     f"{split.get('seed', '?')}) shared by every run")
+    skipped = first.get("skipped")
+    if isinstance(skipped, int | float) and not math.isnan(skipped) and skipped > 0:
+        parts.append(f"{int(skipped)} unreadable image file(s) left out (--skip-unreadable)")
+    return "".join(f"; {p}" for p in parts)
 
 
 def _when(runs: pd.DataFrame, plan: Plan | None) -> list[str]:

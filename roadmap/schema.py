@@ -173,6 +173,10 @@ class DatasetInfo(Record):
     val_size: int | None = None
     img_size: int | None = None
     synthetic: bool = False
+    # a user's folder (`folder:PATH`); written only where they apply, so other data sets' records are as before
+    layout: str | None = _omit_none()  # how it was read: "class folders", "train/ and val/", "labels.csv (...)"
+    split: dict[str, Any] | None = _omit_none()  # the split made from it: {"val_fraction": 0.2, "seed": 0}
+    skipped: int | None = _omit_none()  # unreadable image files left out (--skip-unreadable)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def test_folder_good(tmp_path):
     "case, match",
     [
         ("missing", "does not exist"),
-        ("no_val", "has no val/ subfolder"),
+        ("no_val", "class 'dog' has 1 readable image: a validation split needs at least 2 per class"),  # #31: split
+        ("val_only", "has val/ but no train/ subfolder"),
         ("no_classes", "has no class folders"),
         ("classes_differ", "different class folders .*only in train: dog; only in val: -"),
         ("no_images", "holds no images"),
@@ -50,8 +51,10 @@ def test_folder_good(tmp_path):
 )
 def test_folder_mistakes(tmp_path, case, match):
     files = dict(GOOD_FOLDER)
-    if case == "no_val":
+    if case == "no_val":  # train/ alone is split (#31), and dog's one image cannot be
         files = {k: v for k, v in files.items() if k.startswith("train/")}
+    elif case == "val_only":
+        files = {k: v for k, v in files.items() if k.startswith("val/")}
     elif case == "no_classes":
         files = {"train/x.jpg": jpeg((0, 0, 0)), "val/y.jpg": jpeg((0, 0, 0))}
     elif case == "classes_differ":
@@ -71,11 +74,13 @@ def test_folder_mistakes(tmp_path, case, match):
     one_line(err)
 
 
-def test_folder_unreadable_image_names_the_file(tmp_path):
+def test_folder_unreadable_image_names_the_file(tmp_path, cache):
     root = write_tree(tmp_path / "ds", {**GOOD_FOLDER, "train/dog/z_broken.jpg": b"\x00garbage bytes\xff" * 10})
-    splits = load_dataset(f"folder:{root}")  # only the first image of each class is checked up front
     with pytest.raises(RoadmapError, match=r"cannot read image .*z_broken\.jpg.*remove or replace") as err:
-        splits.train[3]
+        load_dataset(f"folder:{root}")  # every image is checked up front now (#31)
+    one_line(err)
+    with pytest.raises(RoadmapError, match=r"cannot read image .*z_broken\.jpg.*remove or replace") as err:
+        data.ImageFolderRGB(root / "train")[3]  # and an image that breaks while training is still named
     one_line(err)
 
 

@@ -6,10 +6,10 @@
 
 Every dataset yields RGB PIL images (grey ones are converted) and int labels, so one transform pipeline fits all.
 The data sets are the entries of the registry (`catalog.CATALOG`): the fast.ai Imagenette/Imagewoof subsets of
-ImageNet in 160 px, 320 px or full size, CIFAR-10/100, Tiny ImageNet, Fashion-MNIST, any `folder:PATH` holding
-train/ and val/ class folders, and `synthetic` (generated, for tests and throughput benchmarks only). Every mistake a
-user can cause raises `RoadmapError` with one line that says what to do; data that is not on disk while downloading
-is off raises its subclass `DataMissing`.
+ImageNet in 160 px, 320 px or full size, CIFAR-10/100, Tiny ImageNet, Fashion-MNIST, any `folder:PATH` of your own
+images (class folders, train/ and val/, or a labels CSV; docs/your-own-images.md), and `synthetic` (generated, for
+tests and throughput benchmarks only). Every mistake a user can cause raises `RoadmapError` with one line that says
+what to do; data that is not on disk while downloading is off raises its subclass `DataMissing`.
 
 The modules, one concern each:
 
@@ -21,6 +21,10 @@ The modules, one concern each:
 - `datasets`: the torch Datasets (image folders, file lists, in-memory arrays).
 - `readers`: one reader function per kind of dataset, `load_dataset` (the entry point, which dispatches from the
   catalog) and `plan_info` (a data set's shape for a dry run, from the catalog when the data is not here).
+- `folders`: `folder:PATH`, a user's folder in any of its layouts, split where it has no val/.
+- `labels_file`: a labels CSV beside a flat folder of images (Kaggle's layout).
+- `scan`: every image of a folder checked once, before training, and remembered.
+- `decoded`: a folder's images shrunk to the run's size and decoded once into the cache.
 - `synthetic`: the generated dataset.
 - `splits`: `Splits` and `DatasetInfo`, what every reader returns.
 

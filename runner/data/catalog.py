@@ -179,7 +179,8 @@ ENTRIES: tuple[DatasetEntry, ...] = (
             "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
             "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"), strict=True)),
         "fashion-mnist", 10, 28, 60000, 10000, 30878645, class_names=FASHION_MNIST_CLASSES),
-    DatasetEntry("folder", "an ImageFolder holding train/ and val/ class folders", "load_folder", argument="PATH"),
+    DatasetEntry("folder", "your own images: class folders (split here), train/ and val/, or images with a "
+                 "labels CSV", "load_folder", argument="PATH"),
     DatasetEntry("synthetic", "generated, learnable; for tests and throughput only", "load_synthetic",
                  argument="classes=10,size=32,train=2000,val=500"),
 )

@@ -19,6 +19,15 @@ from PIL import Image
 from runner.data.formats import load_rgb
 from runner.data.splits import Transform
 
+IMAGE_EXTENSIONS = (*tvd.folder.IMG_EXTENSIONS, ".gif")
+"""The file names taken as images: torchvision's (.jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp) and
+.gif, as Keras and fastai take them."""
+
+
+def is_image_file(path: str) -> bool:
+    """Whether `path` names an image: a known extension, and not hidden (macOS's "._name.jpg" are no images)."""
+    return path.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(path).startswith(".")
+
 
 def class_dirs(directory: Path) -> list[str]:
     """Sorted names of the non-hidden sub-folders of `directory` (ImageFolder's classes)."""
@@ -26,14 +35,25 @@ def class_dirs(directory: Path) -> list[str]:
         return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
+def first_per_class(ds) -> list[str]:
+    """The path of the first sample of each class present in a dataset with `.samples` (ImageFolder sorts them by
+    class)."""
+    seen: dict[int, str] = {}
+    for path, label in ds.samples:
+        seen.setdefault(label, path)
+    return list(seen.values())
+
+
 class ImageFolderRGB(tvd.ImageFolder):
-    """torchvision's ImageFolder that yields RGB images, names unreadable files, and skips hidden folders.
+    """torchvision's ImageFolder that yields RGB images, names unreadable files, skips hidden folders and files,
+    and takes GIFs too (`IMAGE_EXTENSIONS`).
 
     Hidden folders (".ipynb_checkpoints", ".DS_Store" dirs...) would otherwise become extra classes.
     """
 
     def __init__(self, root: str | Path, transform: Transform = None):
-        super().__init__(str(root), transform=transform, loader=load_rgb, allow_empty=True)
+        super().__init__(str(root), transform=transform, loader=load_rgb, is_valid_file=is_image_file,
+                         allow_empty=True)
 
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
         classes = class_dirs(Path(directory))

@@ -5,8 +5,9 @@
     info, missing = plan_info("imagenette", data_dir=None)   # a dry run: the catalog's shape when not on disk
 
 Every reader takes a `DataRequest` and returns `Splits`; a catalog entry names its reader (`DatasetEntry.reader`).
-Image folders (`folder:PATH`, the fast.ai Imagenette/Imagewoof archives, Tiny ImageNet) are checked for the mistakes a
-hand-made or damaged copy has, and the first image of each class is decoded; CIFAR is read by torchvision, which
+`folder:PATH` is read by runner.data.folders (every image checked, a split made where there is none); the
+fast.ai Imagenette/Imagewoof archives and Tiny ImageNet are checked for the mistakes a damaged copy has, and the
+first image of each class is decoded; CIFAR is read by torchvision, which
 checks every batch file; Fashion-MNIST's IDX files are read into memory (`ArrayDataset`). Every mistake a user can
 cause raises `RoadmapError` with one line that says what to do.
 """
@@ -14,13 +15,11 @@ cause raises `RoadmapError` with one line that says what to do.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torchvision.datasets as tvd
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from roadmap.errors import RoadmapError
 from runner.data.cache import DataMissing, archive_url, cache_root, fetch_archive
@@ -35,8 +34,10 @@ from runner.data.catalog import (
     lookup,
     size_text,
 )
-from runner.data.datasets import ArrayDataset, FileListDataset, ImageFolderRGB, class_dirs
+from runner.data.datasets import ArrayDataset, FileListDataset, ImageFolderRGB, first_per_class
 from runner.data.download import download
+from runner.data.folders import FolderOptions, folder_pair
+from runner.data.folders import load_folder as load_folder  # the `folder` entry's reader, named by the catalog
 from runner.data.formats import probe_image, read_idx
 from runner.data.splits import DatasetInfo, PathLike, Splits, Transform
 from runner.data.synthetic import load_synthetic as _synthetic
@@ -53,85 +54,12 @@ class DataRequest:
     download: bool = True  # False: missing data raises DataMissing
     train_transform: Transform = None
     eval_transform: Transform = None
+    folder: FolderOptions = FolderOptions()  # how `folder:PATH` is read (split, labels, damaged files)
 
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's offline copy (package fashion-mnist)
 
-# --------------------------------------------------------------------------------------------------------- folders
-
-
-def _names(items: Iterable[str], limit: int = 5) -> str:
-    items = list(items)
-    shown = ", ".join(items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
-def folder_pair(
-    root: Path, train_transform: Transform, eval_transform: Transform
-) -> tuple[ImageFolderRGB, ImageFolderRGB, int]:
-    """ImageFolders for `root`/train and `root`/val, checked for the mistakes a hand-made folder has.
-
-    Checks: both splits exist, have class folders, the same class folders, images in every training class; the
-    first image of each class in both splits is decoded. Returns them and the median shorter side of those images.
-    """
-    if not root.exists():
-        raise RoadmapError(f"dataset folder {str(root)!r} does not exist: pass a folder holding train/ and val/")
-    for split in ("train", "val"):
-        if not (root / split).is_dir():
-            raise RoadmapError(
-                f"dataset folder {str(root)!r} has no {split}/ subfolder: put the images in "
-                f"{split}/<class>/<image> (and the other split beside it)"
-            )
-    classes = {}
-    for split in ("train", "val"):
-        classes[split] = class_dirs(root / split)
-        if not classes[split]:
-            raise RoadmapError(
-                f"{str(root / split)!r} has no class folders: put each class's images in {split}/<class name>/"
-            )
-    if classes["train"] != classes["val"]:
-        only_train = sorted(set(classes["train"]) - set(classes["val"]))
-        only_val = sorted(set(classes["val"]) - set(classes["train"]))
-        raise RoadmapError(
-            f"train/ and val/ in {str(root)!r} have different class folders (only in train: {_names(only_train) or '-'}"
-            f"; only in val: {_names(only_val) or '-'}): give both splits the same classes"
-        )
-    exts = ", ".join(IMG_EXTENSIONS[:4]) + ", ..."
-    train = ImageFolderRGB(root / "train", train_transform)
-    val = ImageFolderRGB(root / "val", eval_transform)
-    for split, ds in (("train", train), ("val", val)):
-        if len(ds) == 0:
-            raise RoadmapError(f"{str(root / split)!r} holds no images ({exts}) in its class folders: add some")
-    counts = np.bincount(np.asarray(train.targets), minlength=len(train.classes))
-    empty = [c for c, n in zip(train.classes, counts, strict=True) if n == 0]
-    if empty:
-        raise RoadmapError(
-            f"class folder(s) {_names(empty)} in {str(root / 'train')!r} hold no images ({exts}): add images or "
-            "remove the folders from both splits"
-        )
-    sides = [probe_image(path) for ds in (train, val) for path in _first_per_class(ds)]
-    return train, val, int(np.median(sides))
-
-
-def _first_per_class(ds: tvd.ImageFolder | FileListDataset) -> list[str]:
-    """The path of the first sample of each class present (samples are sorted by class in ImageFolder)."""
-    seen: dict[int, str] = {}
-    for path, label in ds.samples:
-        seen.setdefault(label, path)
-    return list(seen.values())
-
-
-def load_folder(req: DataRequest) -> Splits:
-    """`folder:PATH`: an ImageFolder holding train/ and val/ (median shorter side of the first images: its size)."""
-    raw = req.spec.split(":", 1)[1].strip()
-    if not raw:
-        raise RoadmapError("folder: needs a path, e.g. folder:/data/flowers (a folder holding train/ and val/)")
-    root = Path(raw).expanduser()
-    train, val, side = folder_pair(root, req.train_transform, req.eval_transform)
-    info = DatasetInfo(
-        f"folder:{root}", len(train.classes), tuple(train.classes), len(train), len(val), side, synthetic=False
-    )
-    return Splits(train, val, info)
+# ------------------------------------------------------------------------------- folders (folder:PATH: .folders)
 
 
 def has_splits(p: Path) -> bool:
@@ -180,7 +108,7 @@ def load_tiny(req: DataRequest) -> Splits:
     if not samples:
         raise RoadmapError(f"{str(annotations)!r} lists no images: delete {str(root)!r} and rerun")
     val = FileListDataset(samples, train.classes, req.eval_transform)
-    for path in _first_per_class(train) + [samples[0][0]]:
+    for path in first_per_class(train) + [samples[0][0]]:
         probe_image(path)
     names = _tiny_names(root / "words.txt", train.classes)
     return Splits(
@@ -299,27 +227,31 @@ def load_dataset(
     eval_transform: Transform = None,
     download: bool = True,
     cache_dir: str | Path | None = None,
+    folder: FolderOptions | None = None,
 ) -> Splits:
     """The train/val splits of dataset `name` (an entry of the catalog, or an alias), fetched into the cache on first
     use, by the reader function its catalog entry names.
 
     `data_dir` points at data the user already has (extracted folder, its parent, or the archive's folder); downloads
     then go there too. `cache_dir` overrides `default_cache_dir()`. With `download=False` missing data raises
-    DataMissing instead of downloading. Every mistake a user can cause raises RoadmapError with a one-line message.
+    DataMissing instead of downloading. `folder`: how a `folder:PATH` is read (runner.data.folders). Every mistake a
+    user can cause raises RoadmapError with a one-line message.
     """
     spec = str(name).strip()
     entry = lookup(spec)
     reader = getattr(sys.modules[__name__], entry.reader, None)
     if not callable(reader):
         raise RoadmapError(f"dataset {entry.name}'s reader {entry.reader!r} is not a function of {__name__}")
-    return reader(DataRequest(entry, spec, data_dir, cache_dir, download, train_transform, eval_transform))
+    return reader(DataRequest(entry, spec, data_dir, cache_dir, download, train_transform, eval_transform,
+                              folder or FolderOptions()))
 
 
-def plan_info(name: str, data_dir: str | Path | None = None) -> tuple[DatasetInfo, str | None]:
+def plan_info(name: str, data_dir: str | Path | None = None, folder: FolderOptions | None = None
+              ) -> tuple[DatasetInfo, str | None]:
     """What a dry run plans with, never downloading: the data set's info when it is on disk (loaded, as a run would),
     else the catalog's, with one line saying that the data is not here yet, its size and where it will go."""
     try:
-        return load_dataset(name, data_dir, download=False).info, None
+        return load_dataset(name, data_dir, download=False, folder=folder).info, None
     except DataMissing as e:
         entry, where = lookup(name), e.where
         if not entry.plannable:

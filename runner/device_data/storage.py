@@ -62,9 +62,13 @@ class DeviceDataset:
     @staticmethod
     def file_sizes(ds: Any) -> np.ndarray | None:
         """(N, 2) (height, width) of the image files of `ds` (a dataset with `.samples` of (path, label), such as
-        ImageFolder), read from the file headers without decoding; None for a dataset of another kind."""
+        ImageFolder), read from the file headers without decoding; None for a dataset of another kind. A dataset that
+        yields its images resized (`folder:PATH`'s, runner.data.decoded) says their sizes itself (`image_sizes`)."""
         from PIL import Image
 
+        own = getattr(ds, "image_sizes", None)
+        if callable(own):
+            return own()
         samples = getattr(ds, "samples", None)
         if not isinstance(samples, list) or not samples:
             return None

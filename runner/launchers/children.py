@@ -19,14 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from roadmap.errors import RoadmapError
 from runner.data import DatasetInfo, load_dataset
+from runner.data.decoded import prepare_pixels
 from runner.devices import jobs_line, resolve_device, threads_per_job
-from runner.launchers.local import default_out, work_of
+from runner.launchers.local import data_lines, dataset_key, default_out, folder_options, top1_text, work_of
 from runner.launchers.progress import RoadmapProgress
 from runner.planning.options import RunOptions
 from runner.planning.run_records import write_plan
 from runner.planning.runs import PlannedRun, plan
+from runner.precision import Precision, choose_precision, identity_entry
 from runner.store import RunDir, ensure_writable
 
 
@@ -65,16 +69,42 @@ def child_argv(argv: list[str], spec: str, seed: int, device: str | None = None,
     return ["run", *out, *extra_run, *extra, *(["--device", device] if device else [])]
 
 
+def _precision_entry(opts: RunOptions, device: torch.device) -> dict[str, str]:
+    """The run identity's precision entry of the children's device, as each child computes it for itself."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RoadmapError("--launcher gpus: CUDA is not available on this machine; use --launcher local")
+    return identity_entry(choose_precision(opts.machine.precision, device), device)
+
+
+def _slurm_precision_entry(opts: RunOptions) -> dict[str, str]:
+    """As `_precision_entry`, for GPUs this machine cannot ask: `auto` is taken to find bf16 hardware there
+    (compute capability 8.0+); on older GPUs pass --precision fp16, so that the jobs' run ids are the ones planned."""
+    cuda = torch.device("cuda")
+    asked = opts.machine.precision
+    return identity_entry(Precision("bf16" if asked == "auto" else asked), cuda)
+
+
 def pending(runs: list[PlannedRun], out: Path) -> list[PlannedRun]:
     """Runs neither finished nor being trained by some process right now."""
     return [r for r in runs if not RunDir(out / r.run_id).done and not RunDir(out / r.run_id).is_locked()]
 
 
-def _plan_and_write(opts: RunOptions) -> tuple[list[PlannedRun], Path, DatasetInfo]:
-    info = load_dataset(opts.selection.dataset, opts.machine.data_dir).info
-    runs = plan(opts, info.name if not info.synthetic else opts.selection.dataset, info.native_size, info.num_classes)
-    out = ensure_writable(Path(opts.output.out) if opts.output.out else default_out(opts.selection.dataset))
+def _plan_and_write(opts: RunOptions, log: Callable[[str], None], device: torch.device | None
+                    ) -> tuple[list[PlannedRun], Path, DatasetInfo]:
+    """Load the data (a folder's images checked), plan (with the precision the children's `device` trains in; None:
+    Slurm's GPUs, which this machine cannot ask), write plan.json, and decode a folder's images once, so that the
+    children find them decoded."""
+    out = Path(opts.output.out) if opts.output.out else default_out(opts.selection.dataset)
+    progress = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
+    splits = load_dataset(opts.selection.dataset, opts.machine.data_dir, folder=folder_options(opts, out, progress))
+    info = splits.info
+    precision = _slurm_precision_entry(opts) if device is None else _precision_entry(opts, device)
+    runs = plan(opts, dataset_key(info, opts.selection.dataset), info.native_size, info.num_classes, precision)
+    out = ensure_writable(out)
     write_plan(out, runs, opts)
+    for line in data_lines(info, out):
+        log(line)
+    prepare_pixels(splits, runs[0].budget.img_size, log=log, progress=progress)
     return runs, out, info
 
 
@@ -94,7 +124,7 @@ def launch_gpus(opts: RunOptions, argv: list[str], gpus: list[int], per_gpu: int
     output directory (the CLI then reports)."""
     if not gpus or per_gpu < 1:
         raise RoadmapError("--launcher gpus needs --gpus 0,1,... and --per-gpu >= 1")
-    runs, out, info = _plan_and_write(opts)
+    runs, out, info = _plan_and_write(opts, log, torch.device("cuda", gpus[0]))
     slots = [Slot(f"cuda:{g}", f"cuda:{g}") for g in gpus for _ in range(per_gpu)]
     log(f"{len(pending(runs, out))} of {len(runs)} runs to train on GPUs {gpus}, {per_gpu} at a time per GPU")
     return _finish(out, _run_children(opts, argv, runs, out, info, slots, log), log)
@@ -110,7 +140,7 @@ def launch_cpu(opts: RunOptions, argv: list[str], log: Callable[[str], None] = p
                            f"{opts.machine.device} is a GPU here: add --device cpu, or train on GPUs with "
                            f"--launcher gpus --gpus 0,... --per-gpu {jobs}")
     threads = threads_per_job(jobs, opts.machine.threads_per_job)
-    runs, out, info = _plan_and_write(opts)
+    runs, out, info = _plan_and_write(opts, log, torch.device("cpu"))
     env = tuple((k, str(threads)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
     slots = [Slot(f"cpu job {k + 1}", "cpu", ("--threads-per-job", str(threads)), env) for k in range(jobs)]
     log(jobs_line(jobs, threads))
@@ -165,7 +195,7 @@ def _ended(proc: subprocess.Popen, r: PlannedRun, slot: Slot, out: Path, logs: P
         return False, f"{r.spec} (seed {r.seed}) on {slot.name}: FAILED (exit {proc.returncode}; log: {log})"
     try:
         result = rd.read_result()
-        what = f"{result.status}, val top-1 {result.val_top1}, {result.wall_seconds:.1f} s"
+        what = f"{result.status}, val top-1 {top1_text(result.val_top1)}, {result.wall_seconds:.1f} s"
     except (RoadmapError, TypeError, ValueError):
         what = "finished"
     return True, f"{r.spec} (seed {r.seed}) on {slot.name}: {what} (log: {log})"
@@ -179,7 +209,7 @@ def launch_slurm(opts: RunOptions, argv: list[str], slurm: SlurmOptions,
         import submitit
     except ImportError:
         raise RoadmapError("--launcher slurm needs submitit: pip install 'convnext-roadmap[slurm]'") from None
-    runs, out, _ = _plan_and_write(opts)
+    runs, out, _ = _plan_and_write(opts, log, None)
     todo = pending(runs, out)
     executor = submitit.AutoExecutor(folder=out / "submitit", cluster=slurm.cluster)
     params = dict(timeout_min=slurm.time_min, cpus_per_task=slurm.cpus_per_job, name="roadmap")

@@ -25,6 +25,10 @@ from tqdm.auto import tqdm
 from roadmap.durations import duration
 from roadmap.errors import RoadmapError
 from runner.data import DatasetInfo, load_dataset, plan_info
+from runner.data.catalog import lookup
+from runner.data.decoded import prepare_pixels
+from runner.data.folders import FolderOptions
+from runner.data.scan import LIST_NAME
 from runner.devices import (
     choose_data_path,
     default_workers,
@@ -83,13 +87,15 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     if not dist.is_main:
         log = _silent
     out = Path(opts.output.out) if opts.output.out else default_out(what.dataset)
+    progress = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
+    folder = folder_options(opts, out, progress and dist.is_main)
     if opts.output.dry_run:  # never downloads: a data set not here yet is planned from the catalog
-        splits, (info, missing) = None, plan_info(what.dataset, opts.machine.data_dir)
+        splits, (info, missing) = None, plan_info(what.dataset, opts.machine.data_dir, folder)
     else:
-        splits, missing = load_dataset(what.dataset, opts.machine.data_dir), None
+        splits, missing = load_dataset(what.dataset, opts.machine.data_dir, folder=folder), None
         info = splits.info
     precision = choose_precision(opts.machine.precision, device)
-    runs = plan(opts, info.name if not info.synthetic else what.dataset, info.native_size, info.num_classes,
+    runs = plan(opts, dataset_key(info, what.dataset), info.native_size, info.num_classes,
                 identity_entry(precision, device))
     precision_line = f"precision: {precision.name} ({precision.reason})"
     preset = get_preset(opts.training.preset)
@@ -111,11 +117,17 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
             write_plan(out, runs, opts)
     log(header)
     log(precision_line)
+    for line in data_lines(info, out):
+        log(line)
     if opts.training.init_from:
         log(init_note(opts, runs))
     if preset.name == "smoke" or info.synthetic:
         log("note: this is a pipeline check (smoke preset or synthetic data); its accuracies mean nothing")
-    progress = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
+    if dist.is_main:  # a folder's images, decoded once at the run's size (the other processes then reuse them)
+        prepare_pixels(splits, runs[0].budget.img_size, log=log, progress=progress)
+    barrier(dist)
+    if not dist.is_main:
+        prepare_pixels(splits, runs[0].budget.img_size, log=log)
     held = _train_all(Session(opts, splits, device, dist, precision, out, progress, log), runs, batches)
     finish(dist)  # DDP: every process leaves the group (after an error, the process exits and torchrun ends the rest)
     if held:
@@ -129,6 +141,37 @@ def work_of(opts: RunOptions, runs: list[PlannedRun], info: DatasetInfo) -> dict
     regime = get_regime(opts.selection.regime)
     return {r.run_id: run_work(complexity_of(r, info.num_classes, regime).gflops_run, r.budget, info.train_size)
             for r in runs}
+
+
+def folder_options(opts: RunOptions, out: Path, progress: bool) -> FolderOptions:
+    """How a `folder:PATH` data set is read: the run's folder options, and OUT for the list of damaged files. The
+    options are an error with any other data set."""
+    what = opts.selection
+    given = [flag for flag, value in (("--val-fraction", what.val_fraction), ("--label-columns", what.label_columns),
+                                      ("--skip-unreadable", what.skip_unreadable or None)) if value is not None]
+    if given and lookup(what.dataset).name != "folder":
+        raise RoadmapError(f"{given[0]} is for a folder:PATH data set, and --dataset {what.dataset} is not one: "
+                           "leave it out")
+    return FolderOptions(what.val_fraction, what.label_columns, what.skip_unreadable, out, progress)
+
+
+def dataset_key(info, spec: str):
+    """The data set in a run's identity: the catalog's name (a synthetic set: its spec, options included), or for
+    a user's folder its name and how it was read (runner.data.splits.DatasetInfo.key)."""
+    return spec if info.synthetic else info.key()
+
+
+def data_lines(info, out: Path) -> list[str]:
+    """What a run says of a folder's split and of the files it left out."""
+    lines = []
+    if info.split:
+        lines.append(f"data: {info.layout} in {info.name.removeprefix('folder:')}, no val/: "
+                     f"{info.split['val_fraction']:g} of each class held out for validation (a fixed split, seed "
+                     f"{info.split['seed']}; --val-fraction to change it)")
+    if info.skipped:
+        lines.append(f"data: {info.skipped} unreadable image file(s) left out (--skip-unreadable); the list is in "
+                     f"{str(out / LIST_NAME)!r}")
+    return lines
 
 
 def _jobs_note(opts: RunOptions) -> str | None:
@@ -175,7 +218,7 @@ def _train_all(s: Session, runs: list[PlannedRun], batches: list[BatchPlan]) -> 
             finished.append((work, time.monotonic() - began))
             status = result["status"] if result["status"] != "diverged" else \
                 f"diverged at epoch {result['diverged']['epoch']}"
-            s.log(f"{label}: {status}, val top-1 {result['val_top1']}, {result['wall_seconds']:.1f} s")
+            s.log(f"{label}: {status}, val top-1 {top1_text(result['val_top1'])}, {result['wall_seconds']:.1f} s")
     return held
 
 
@@ -206,10 +249,15 @@ def _job(s: Session, r: PlannedRun, rd: RunDir, label: str, workers: int, device
                config=lambda plan: config_for(r, info, str(s.device), s.opts, plan, s.precision.name))
 
 
+def top1_text(value) -> str:
+    """A top-1 as the report's tables print it (two decimals); what is no number, as it is."""
+    return f"{value:.2f}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
 def _reused(rd: RunDir, label: str) -> str:
     """What to say of a finished run, which is never trained again (not even when its result.json is damaged:
     that is left for the user to look at)."""
     try:
-        return f"{label}: done earlier, reused ({rd.read_result().val_top1} top-1)"
+        return f"{label}: done earlier, reused ({top1_text(rd.read_result().val_top1)} top-1)"
     except RoadmapError as e:
         return f"warning: {label}: {e}; kept as it is, not retrained"

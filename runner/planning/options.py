@@ -79,6 +79,28 @@ def _names(text: str | None) -> tuple[str, ...]:
     return tuple(b.strip() for b in (text or "").split(",") if b.strip())
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (e.g. 0.2), got {value:g}")
+    return value
+
+
+def _two_names(text: str | None) -> tuple[str, str] | None:
+    """--label-columns ID,CLASS: two column names."""
+    if text is None:
+        return None
+    names = _names(text)
+    if len(names) != 2:
+        raise RoadmapError(f"--label-columns takes two column names, the file id's and the class's (e.g. "
+                           f"--label-columns id,breed); got {text!r}")
+    return names[0], names[1]
+
+
 def _dataset_help() -> str:
     """--dataset's help, from the data set catalog (read when the help is shown: the catalog may load torchvision)."""
     from runner.data import catalog
@@ -96,6 +118,15 @@ class Selection:
     """What to run: which steps of which regime, on which data set, with how many seeds."""
 
     dataset: str = option("--dataset", _dataset_help, "fashion-mnist", at=40)
+    val_fraction: float | None = option(  # None: runner.data.folders.DEFAULT_VAL_FRACTION where a split is made
+        "--val-fraction", "folder:PATH without val/: the share of each class held out for validation, the same "
+        "split for every run (a fixed seed, recorded; default 0.2)", at=42, type=fraction, metavar="F")
+    label_columns: tuple[str, str] | None = option(
+        "--label-columns", "folder:PATH with a labels CSV: its file-id and class columns (default: found from the "
+        "file)", at=44, parse=_two_names, metavar="ID,CLASS")
+    skip_unreadable: bool = option(
+        "--skip-unreadable", "folder:PATH: train on the images that can be read when some cannot (the count is "
+        "recorded), instead of stopping with the list", False, at=46, action="store_true")
     regime: str = option(
         "--regime", "the paper's ResNet-50 roadmap (Figure 2, default) or its ResNet-200 one (Appendix C)",
         "resnet50", at=170, choices=list(REGIMES))
