@@ -5,7 +5,7 @@ Each model as the preset trains it (1/8 width, 1/3 depth, 28 px, batch 64, its r
 thread (as the preset's --jobs 2 runs train); the precisions interleaved step by step, round after round, so a
 noisy machine's drifts hit all three alike; the median images/s of each, and the ratio to fp32.
 
-    .venv/bin/python scripts/cpu_precision.py [--rounds 5] [--steps 10]
+    .venv/bin/python scripts/cpu_precision.py [--rounds 5] [--steps 10] [--specs resnet50,convnext_tiny]
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per precision and round")
+    parser.add_argument("--specs", default=",".join(SPECS), help="the roadmap steps to measure (comma-separated)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    runs = plan(RunOptions(Selection(dataset="fashion-mnist", steps=SPECS, seeds=1), Training(preset="cpu")),
+    specs = tuple(x for x in args.specs.split(",") if x)
+    runs = plan(RunOptions(Selection(dataset="fashion-mnist", steps=specs, seeds=1), Training(preset="cpu")),
                 "fashion-mnist", 28, 10)
     print(f"torch {torch.__version__}, 1 thread, batch 64 at 28 px, {args.rounds} rounds x {args.steps} steps\n")
     print("| step | fp32 img/s | bf16 img/s | fp16 img/s | bf16 / fp32 | fp16 / fp32 |")
