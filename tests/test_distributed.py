@@ -41,6 +41,23 @@ def test_ddp_gloo_two_processes_equals_one_process(tmp_path):
 
 
 @pytest.mark.slow
+def test_ddp_in_fp16_equals_one_process(tmp_path):
+    """fp16 under DDP: the gradients are all-reduced before the scaler unscales them, so every rank finds the same
+    overflows and skips the same steps; two processes train as one (within fp16's rounding)."""
+    roadmap = [sys.executable, "-m", "roadmap", "run", *EXACT, "--epochs", "1", "--train-batches", "2",
+               "--precision", "fp16"]
+    one = subprocess.run([*roadmap, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([*roadmap, "--nproc", "2", "--out", str(tmp_path / "two")], capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "x 2 processes" in two.stdout and "precision: fp16" in two.stdout
+    (x,), (y,) = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert y["skipped_steps"] == x["skipped_steps"]
+    assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-3)
+    assert y["val_loss"] == pytest.approx(x["val_loss"], rel=1e-3)
+
+
+@pytest.mark.slow
 def test_ddp_with_the_device_data_path_equals_one_process(tmp_path):
     """The device-resident path under DDP: each process holds the images and takes its share of each batch."""
     roadmap = [sys.executable, "-m", "roadmap", "run", *EXACT, "--data-path", "device"]
