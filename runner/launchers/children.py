@@ -72,7 +72,8 @@ def pending(runs: list[PlannedRun], out: Path) -> list[PlannedRun]:
 
 def _plan_and_write(opts: RunOptions) -> tuple[list[PlannedRun], Path]:
     info = load_dataset(opts.selection.dataset, opts.machine.data_dir).info
-    runs = plan(opts, info.name if not info.synthetic else opts.selection.dataset, info.native_size, info.num_classes)
+    runs = plan(opts, info.name if not info.synthetic else opts.selection.dataset, info.native_size, info.num_classes,
+                info.train_size)
     out = ensure_writable(Path(opts.output.out) if opts.output.out else default_out(opts.selection.dataset))
     write_plan(out, runs, opts)
     return runs, out

@@ -83,7 +83,8 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     else:
         splits, missing = load_dataset(what.dataset, opts.machine.data_dir), None
         info = splits.info
-    runs = plan(opts, info.name if not info.synthetic else what.dataset, info.native_size, info.num_classes)
+    runs = plan(opts, info.name if not info.synthetic else what.dataset, info.native_size, info.num_classes,
+                info.train_size)
     preset = get_preset(opts.training.preset)
     procs = f" x {dist.world} processes" if dist.active else ""
     header = (f"{len(runs)} runs ({len({r.spec for r in runs})} steps x {seeds_of(opts)} seed(s)) on {what.dataset} "
