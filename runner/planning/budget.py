@@ -127,7 +127,8 @@ def make_budget(
         available = epoch_batches(train_size, batch, recipe.mixes, cap)
         if per_epoch and 0 < available < per_epoch:
             budget_epochs, n = n, stretch(n, per_epoch, available)
-            rule = (f"{n} epochs of this training set's {available} batches = {n * available:,} optimizer steps: "
+            rule = (f"{n} epochs of this training set's {available} batch{'es' if available > 1 else ''} = "
+                    f"{n * available:,} optimizer steps: "
                     f"the budget, {budget_epochs} epochs of {per_epoch} batches ({budget_epochs * per_epoch:,} steps"
                     f"{'; ' + why if why else ''}), on a training set of fewer batches an epoch")
         elif per_epoch:

@@ -72,10 +72,14 @@ def print_plan(runs: list[PlannedRun], batches: list[BatchPlan], out: Path, info
 
 def steps_line(budget: Budget) -> str:
     """The dry run's line on how a budget counts: optimizer steps (the preset's epochs of its batches, kept on a
-    smaller training set by more epochs) or epochs."""
-    if budget.budget_batches:
-        return (f"steps: optimizer steps = epochs x batches an epoch; the budget is {budget.budget_batches} batches an "
-                "epoch times the preset's epochs, so a training set of fewer batches an epoch trains more epochs to "
-                "the same steps (the warm-up and decay follow the steps)")
-    return "steps: optimizer steps = epochs x batches an epoch; the budget is in epochs (--epochs, --train-batches 0 " \
-           "or the paper preset): a smaller training set trains fewer steps"
+    smaller training set by more epochs; at least that many where the preset has no cap, as `quick`) or epochs."""
+    head = "steps: optimizer steps = epochs x batches an epoch; the budget is"
+    n = budget.budget_batches
+    if n:
+        capped = 0 < budget.train_batches <= n
+        cap = f"each epoch at most {budget.train_batches}" if capped else "no cap: a larger set trains more"
+        return (f"{head} {'' if capped else 'at least '}the preset's epochs of {n} batches ({cap}; a training set "
+                "of fewer batches an epoch trains more epochs to those steps, the warm-up and decay following the "
+                "steps)")
+    return (f"{head} in epochs (--epochs, --train-batches 0 or the paper preset): a smaller training set trains "
+            "fewer steps")
