@@ -50,6 +50,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "params", "params_224", "gflops_224", "gflops_run", "img_size",
     "dataset", "num_classes", "classes", "train_size", "val_size", "synthetic", "data_layout", "data_split",
     "skipped", "preset", "epochs", "batch_size", "lr", "warmup_epochs", "train_batches", "val_batches", "epochs_rule",
+    "steps", "budget_epochs", "budget_batches",
     "recipe", "optimizer", "schedule", "ema", "device", "precision", "code_version", "git_revision", "packages",
     "command", "created", "finished",
     "epochs_done", "diverged_epoch", "val_top1", "val_top5", "train_top1", "best_val_top1",
@@ -61,7 +62,7 @@ says why a run's records cannot be read (empty for the others)."""
 
 _NUMERIC = ("seed", "paper_top1", "paper_gflops", "params", "params_224", "gflops_224", "gflops_run", "img_size",
             "num_classes", "train_size", "val_size", "epochs", "batch_size", "lr", "warmup_epochs", "train_batches",
-            "val_batches",
+            "val_batches", "steps", "budget_epochs", "budget_batches",
             "epochs_done", "diverged_epoch", "val_top1", "val_top5", "train_top1", "best_val_top1", "wall_seconds",
             "images_per_s", "last_epoch", "last_train_loss", "last_val_top1")
 
@@ -144,7 +145,8 @@ def _config_columns(cfg: RunConfig) -> dict[str, Any]:
         "preset": _or(budget.preset, "?"), "epochs": _num(budget.epochs), "batch_size": _num(budget.batch_size),
         "lr": _num(budget.lr), "warmup_epochs": _num(budget.warmup_epochs),
         "train_batches": _num(budget.train_batches), "val_batches": _num(budget.val_batches),
-        "epochs_rule": _or(budget.epochs_rule, ""),
+        "epochs_rule": _or(budget.epochs_rule, ""), "steps": _num(budget.steps),
+        "budget_epochs": _num(budget.budget_epochs), "budget_batches": _num(budget.budget_batches),
         "recipe": _or(recipe.get("name"), "?"), "optimizer": _or(recipe.get("optimizer"), "?"),
         "schedule": _or(recipe.get("schedule"), "?"), "ema": bool(_or(recipe.get("ema"), False)),
         "device": _or(cfg.device, "?"), "precision": precision_of(cfg.device, cfg.precision),

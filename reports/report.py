@@ -132,24 +132,49 @@ def _epoch_ratio(runs: pd.DataFrame) -> list[str]:
     return lines + [_ratio_verdict(present), ""]
 
 
+def _budget_kind(counted: pd.DataFrame) -> str:
+    """How the budget was set, for 'Optimizer steps': in steps (and whether this training set stretched it to more
+    epochs) or in epochs."""
+    in_steps = counted[counted["budget_batches"].notna()]
+    if not len(in_steps):
+        return "epochs × batches an epoch; the budget was set in epochs"
+    stretched = in_steps[in_steps["epochs"] != in_steps["budget_epochs"]]
+    batches = ", ".join(f"{int(v)}" for v in _distinct(in_steps["budget_batches"]))
+    if not len(stretched):
+        return (f"the budget in optimizer steps: the preset's epochs of {batches} batches, which this training set "
+                "fills")
+    return (f"the budget in optimizer steps: the preset's epochs of {batches} batches, reached on this training set's "
+            "fewer batches an epoch by more epochs, as each config's epoch budget below says")
+
+
 def _ratio_verdict(present: pd.DataFrame) -> str:
-    """One sentence: did resnet50 keep 90:300 against the modern-recipe steps?"""
+    """One sentence: did resnet50 keep 90:300 against the modern-recipe steps? Judged on the budget's epochs (the
+    preset's, before a small training set stretched them to more epochs of its fewer batches) where recorded."""
     rule = "90:300 ratio:"
     base = present[present["step"] == "resnet50"]
     if not len(base):
         return rule + " `resnet50` was not run, so the 90:300 ratio does not apply."
     if math.isnan(base["epochs"].iloc[0]):
         return rule + " `resnet50` recorded no epoch budget: whether it kept the 90:300 ratio is unknown."
-    e_orig = float(base["epochs"].iloc[0])
-    modern = present[(present["recipe"] != base["recipe"].iloc[0]) & present["epochs"].notna()]
+    column = "budget_epochs" if present["budget_epochs"].notna().all() else "epochs"
+    e_orig = float(base[column].iloc[0])
+    modern = present[(present["recipe"] != base["recipe"].iloc[0]) & present[column].notna()]
     if not len(modern):
         return rule + f" `resnet50` ran {_epochs(e_orig)}; no modern-recipe step to compare with."
-    e_mod = float(Counter(modern["epochs"]).most_common(1)[0][0])
+    e_mod = float(Counter(modern[column]).most_common(1)[0][0])
     expected = max(1, round(e_mod * PAPER_EPOCH_RATIO))
     kept = "kept" if e_orig == expected else "NOT kept"
     how = "" if e_orig / e_mod == PAPER_EPOCH_RATIO else f" (to whole epochs: {e_mod:g} × 90/300 → {expected})"
-    return (f"{rule} `resnet50` (original recipe) ran {_epochs(e_orig)} against {e_mod:g} for the modern recipe: "
-            f"ratio {e_orig / e_mod:.2f}, the paper's 90:300 = 0.30 → {kept}{how}.")
+    ran = f"ran {_epochs(e_orig)} against {e_mod:g} for the modern recipe"
+    stretched = (present["epochs"] != present["budget_epochs"]).any() if column == "budget_epochs" else False
+    if stretched:
+        s_orig = float(base["steps"].iloc[0])
+        s_mod = float(Counter(modern["steps"]).most_common(1)[0][0])
+        ran = (f"has a budget of {_epochs(e_orig)} against {e_mod:g} for the modern recipe, of "
+               f"{int(base['budget_batches'].iloc[0])} batches each (on this training set {s_orig:,.0f} optimizer "
+               f"steps against {s_mod:,.0f}, in whole epochs)")
+    return (f"{rule} `resnet50` (original recipe) {ran}: ratio {e_orig / e_mod:.2f}, the paper's 90:300 = 0.30 → "
+            f"{kept}{how}.")
 
 
 def header_lines(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
@@ -173,6 +198,10 @@ def header_lines(runs: pd.DataFrame, plan: Plan | None) -> list[str]:
                  f"training / {_int(first['val_size'])} validation images, {synthetic}{_folder_text(first)}")
     lines.append(f"- **Resolution**: {_by_step(present, 'img_size', lambda v: f'{int(v)} px')}")
     lines.append(f"- **Epochs**: {_by_step(present, 'epochs', lambda v: f'{int(v)}')}")
+    counted = present[present["steps"].notna()]  # recorded since the budget counts optimizer steps
+    if len(counted):
+        lines.append(f"- **Optimizer steps**: {_by_step(counted, 'steps', lambda v: f'{int(v):,}')} "
+                     f"({_budget_kind(counted)})")
     limits = []
     for col, what in (("train_batches", "training"), ("val_batches", "validation")):
         limited = present[present[col] > 0]  # 0 (or none recorded) = the whole split

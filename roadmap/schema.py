@@ -193,6 +193,13 @@ class Budget(Record):
     val_batches: int  # validation batches of the last epoch (0 = all): the run's result
     epochs_rule: str  # how `epochs` was derived, for the report
     monitor_batches: int = 0  # validation batches of the epochs before the last (0 = as many as the last)
+    # The optimizer steps the plan counts (epochs x the training set's batches an epoch, at most train_batches), and
+    # the preset's budget they reach: budget_epochs epochs of budget_batches batches; epochs > budget_epochs where
+    # the training set has fewer batches an epoch. Absent from older records, and budget_* from a budget in epochs
+    # (--epochs, --train-batches 0, the paper preset). Not part of the run's identity (derived from what is).
+    steps: int | None = _omit_none()
+    budget_epochs: int | None = _omit_none()
+    budget_batches: int | None = _omit_none()
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def main() -> None:
     torch.set_num_threads(1)
     specs = tuple(x for x in args.specs.split(",") if x)
     runs = plan(RunOptions(Selection(dataset="fashion-mnist", steps=specs, seeds=1), Training(preset="cpu")),
-                "fashion-mnist", 28, 10)
+                "fashion-mnist", 28, 10, 60000)
     print(f"torch {torch.__version__}, 1 thread, batch 64 at 28 px, {args.rounds} rounds x {args.steps} steps\n")
     print("| step | fp32 img/s | bf16 img/s | fp16 img/s | bf16 / fp32 | fp16 / fp32 |")
     print("|---|---|---|---|---|---|")

@@ -54,7 +54,7 @@ def main(out: str, configs: list[str], seeds: int = 1) -> None:
                           output=Output(out=out, progress=False, report=False, write_plan=False,
                                         command=f"cpu_sweep {arg}"))
         run(opts, log=lambda _: None)
-        for r in plan(opts, info.name, info.native_size, info.num_classes):
+        for r in plan(opts, info.name, info.native_size, info.num_classes, info.train_size):
             res = RunDir(Path(out) / r.run_id).read_result()
             print(f"| {name} | {r.spec} | {r.seed} | {res.val_top1:.2f} | {res.train_top1:.1f} | "
                   f"{res.wall_seconds:.1f} | {res.images_per_s:.0f} |", flush=True)

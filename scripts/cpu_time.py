@@ -137,7 +137,7 @@ def main() -> None:
     info = splits.info
     opts = RunOptions(Selection(steps=tuple(args.steps.split(",")) if args.steps else None, seeds=1),
                       Training(preset=args.preset, batch_size=args.batch_size))
-    runs = plan(opts, info.name, info.native_size, info.num_classes)
+    runs = plan(opts, info.name, info.native_size, info.num_classes, info.train_size)
     batch = runs[0].budget.batch_size
     if args.layouts:
         return compare_layouts(runs, splits, info, batch, args.batches, args.rounds)

@@ -136,7 +136,7 @@ def test_device_pad_crop_of_images_in_a_canvas_is_exactly_the_loaders(interpolat
 
 
 def test_small_images_get_the_pad_crop_and_whole_image_evaluation():
-    info = ("fashion-mnist", 28, 10)
+    info = ("fashion-mnist", 28, 10, 60000)
     small = plan(RunOptions(Selection(steps=("resnet50", "convnext_tiny"), seeds=1), Training(preset="cpu")), *info)
     assert all(r.design.recipe.crop is Crop.PAD and r.design.recipe.eval_crop_pct == 1.0 for r in small)
     large = plan(RunOptions(Selection(steps=("convnext_tiny",), seeds=1), Training(preset="quick", img_size=64)), *info)
@@ -173,6 +173,6 @@ def test_the_cpu_preset_trains_three_seeds_by_default():
     assert seeds_of(RunOptions(training=Training(preset="cpu"))) >= 3
     assert seeds_of(RunOptions(training=Training(preset="quick"))) == 1
     assert seeds_of(RunOptions(Selection(seeds=1), Training(preset="cpu"))) == 1
-    runs = plan(RunOptions(Selection(steps=("convnext_tiny",)), Training(preset="cpu")), "fashion-mnist", 28, 10)
+    runs = plan(RunOptions(Selection(steps=("convnext_tiny",)), Training(preset="cpu")), "fashion-mnist", 28, 10, 60000)
     assert sorted(r.seed for r in runs) == list(range(PRESETS["cpu"].seeds))
     assert len([s for s in ROADMAP if s.in_paper]) == 17  # Figure 2's models

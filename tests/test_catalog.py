@@ -83,9 +83,10 @@ def test_a_dry_run_plans_the_run_ids_the_real_run_uses(offline):
 
     opts = RunOptions(Selection(dataset="imagenette", upto="patchify_stem"), Training(preset="smoke"))
     info = catalog.lookup("imagenette").info()
-    from_catalog = [r.run_id for r in plan(opts, info.name, info.native_size, info.num_classes)]
-    loaded = DatasetInfo("imagenette", 10, info.classes, 3, 2, 160, synthetic=False)  # what the reader reports
-    assert from_catalog == [r.run_id for r in plan(opts, loaded.name, loaded.native_size, loaded.num_classes)]
+    from_catalog = [r.run_id for r in plan(opts, info.name, info.native_size, info.num_classes, info.train_size)]
+    loaded = DatasetInfo("imagenette", 10, info.classes, 9469, 3925, 160, synthetic=False)  # what the reader reports
+    assert from_catalog == [r.run_id for r in plan(opts, loaded.name, loaded.native_size, loaded.num_classes,
+                                                   loaded.train_size)]
 
 
 # -------------------------------------------------------------------------- adding a data set: one entry + one reader

@@ -180,7 +180,7 @@ def compile_without_recompiles(dev: torch.device, tmp_path: Path) -> None:
     info = splits.info
     (r,) = plan(RunOptions(Selection(dataset="synthetic:train=256,val=72", steps=("convnext_tiny",)),
                            Training(preset="smoke", epochs=2, train_batches=4, batch_size=32)),
-                "synthetic", info.native_size, info.num_classes)
+                "synthetic", info.native_size, info.num_classes, info.train_size)
     device_data = choose_data_path("device", splits, dev, 0, lambda _: None)
     job = Job(run_dir=RunDir(tmp_path / "r"), design=r.design, budget=r.budget, seed=0, num_classes=info.num_classes,
               class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=dev, compile=True,

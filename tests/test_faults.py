@@ -297,7 +297,7 @@ def test_a_stale_lock_from_a_dead_process(tmp_path, cli):
 
     opts = RunOptions(Selection(dataset="synthetic:train=256,val=64", steps=("gelu",)),
                       Training(preset="smoke", epochs=1, train_batches=2, val_batches=1))
-    run = out / plan(opts, "synthetic:train=256,val=64", 32, 10)[0].run_id
+    run = out / plan(opts, "synthetic:train=256,val=64", 32, 10, 256)[0].run_id
     run.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", f"""
 import fcntl, os, sys, time

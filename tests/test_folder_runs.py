@@ -91,7 +91,7 @@ def test_catalog_data_sets_keep_their_run_ids():
     example = Path(__file__).resolve().parents[1] / "docs" / "example-fashion-mnist"
     info = catalog.lookup("fashion-mnist").info()
     opts = RunOptions(Selection(dataset="fashion-mnist"), Training(preset="cpu"))
-    runs = plan(opts, dataset_key(info, "fashion-mnist"), info.native_size, info.num_classes)
+    runs = plan(opts, dataset_key(info, "fashion-mnist"), info.native_size, info.num_classes, info.train_size)
     assert dataset_key(info, "fashion-mnist") == "fashion-mnist"
     assert sorted(r.run_id for r in runs) == sorted(e["dir"] for e in json.loads((example / "plan.json").read_text())
                                                     ["runs"])

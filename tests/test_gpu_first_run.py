@@ -41,7 +41,7 @@ def tiny_job(tmp_path: Path, spec: str, dataset: str = "synthetic:train=64,val=2
     info = splits.info
     (r,) = plan(RunOptions(Selection(dataset=dataset, steps=(spec,)),
                            Training(preset="smoke", epochs=1, batch_size=batch_size)),
-                "synthetic", info.native_size, info.num_classes)
+                "synthetic", info.native_size, info.num_classes, info.train_size)
     device_data = choose_data_path("device", splits, device, 0, lambda _: None)
     return Job(run_dir=RunDir(tmp_path / "r"), design=r.design, budget=r.budget, seed=0, num_classes=info.num_classes,
                class_names=tuple(info.classes), train_set=splits.train, val_set=splits.val, device=device,

@@ -55,7 +55,8 @@ def test_jobs_and_threads_are_not_part_of_a_run_id():
     what = Selection(steps=("resnet50", "convnext_tiny"), seeds=2)
     jobs = RunOptions(selection=what, machine=Machine(jobs=2, threads_per_job=1))
     alone = RunOptions(selection=what)
-    assert [r.run_id for r in plan(jobs, "synthetic", 32, 10)] == [r.run_id for r in plan(alone, "synthetic", 32, 10)]
+    info = ("synthetic", 32, 10, 2000)
+    assert [r.run_id for r in plan(jobs, *info)] == [r.run_id for r in plan(alone, *info)]
 
 
 def test_a_child_takes_one_run_and_its_thread_count_not_the_jobs():

@@ -89,7 +89,7 @@ def _run_ids(precision: str) -> set[str]:
     opts = RunOptions(Selection(dataset="fashion-mnist", upto="patchify_stem"), Training(preset="cpu"),
                       Machine(device="cpu", precision=precision))
     entry = identity_entry(choose_precision(precision, CPU), CPU)
-    return {r.run_id for r in plan(opts, "fashion-mnist", 28, 10, entry)}
+    return {r.run_id for r in plan(opts, "fashion-mnist", 28, 10, 60000, entry)}
 
 
 def test_the_default_precision_keeps_the_examples_run_ids(cli, tmp_path):

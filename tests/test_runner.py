@@ -135,7 +135,7 @@ def test_a_held_run_is_skipped_not_corrupted(tmp_path, cli):
 
     opts = RunOptions(Selection(dataset="synthetic:train=256,val=64", steps=("resnet50", "gelu")),
                       Training(preset="smoke", epochs=1, train_batches=2, val_batches=1))
-    runs = plan(opts, "synthetic:train=256,val=64", 32, 10)
+    runs = plan(opts, "synthetic:train=256,val=64", 32, 10, 256)
     held = RunDir(out / runs[0].run_id)
     with held.lock() as mine:
         assert mine

@@ -246,7 +246,7 @@ def pipeline_bench(specs: list[str], device: torch.device, dataset: str = IMAGEN
     info = splits.info
     opts = RunOptions(Selection(dataset=dataset, steps=tuple(specs), seeds=1),
                       Training(preset=preset, epochs=epochs, batch_size=batch_size, img_size=img_size))
-    runs = plan(opts, dataset, info.native_size, info.num_classes)
+    runs = plan(opts, dataset, info.native_size, info.num_classes, info.train_size)
     ours_workers = workers if workers is not None else default_workers(device)
     ref_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     paths: list[str] = []

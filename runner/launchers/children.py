@@ -99,7 +99,8 @@ def _plan_and_write(opts: RunOptions, log: Callable[[str], None], device: torch.
     splits = load_dataset(opts.selection.dataset, opts.machine.data_dir, folder=folder_options(opts, out, progress))
     info = splits.info
     precision = _slurm_precision_entry(opts) if device is None else _precision_entry(opts, device)
-    runs = plan(opts, dataset_key(info, opts.selection.dataset), info.native_size, info.num_classes, precision)
+    runs = plan(opts, dataset_key(info, opts.selection.dataset), info.native_size, info.num_classes, info.train_size,
+                precision)
     out = ensure_writable(out)
     write_plan(out, runs, opts)
     for line in data_lines(info, out):

@@ -95,7 +95,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
         splits, missing = load_dataset(what.dataset, opts.machine.data_dir, folder=folder), None
         info = splits.info
     precision = choose_precision(opts.machine.precision, device)
-    runs = plan(opts, dataset_key(info, what.dataset), info.native_size, info.num_classes,
+    runs = plan(opts, dataset_key(info, what.dataset), info.native_size, info.num_classes, info.train_size,
                 identity_entry(precision, device))
     precision_line = f"precision: {precision.name} ({precision.reason})"
     preset = get_preset(opts.training.preset)

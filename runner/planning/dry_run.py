@@ -1,5 +1,5 @@
-"""`roadmap run --dry-run`: the plan as a table (params, GFLOPs, budget, training compute, status of each run)
-and how each step's batch is reached, without training anything."""
+"""`roadmap run --dry-run`: the plan as a table (params, GFLOPs, budget in epochs and optimizer steps, training
+compute, status of each run) and how each step's batch is reached, without training anything."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from roadmap.errors import RoadmapError
+from roadmap.schema import Budget
 from runner.planning.batching import BatchPlan, batch_line
 from runner.planning.runs import PlannedRun, complexity_of
 from runner.store import RunDir
@@ -47,7 +48,8 @@ def print_plan(runs: list[PlannedRun], batches: list[BatchPlan], out: Path, info
             "step": r.spec, "seed": r.seed, "GFLOPs@224 (full size)": round(c.gflops_224, 3),
             "params (M, as trained)": round(c.params / 1e6, 3),
             f"GFLOPs@{r.budget.img_size} (as trained)": round(c.gflops_run, 4),
-            "epochs": r.budget.epochs, "batch": r.budget.batch_size,
+            "epochs": r.budget.epochs, "steps": "?" if r.budget.steps is None else r.budget.steps,
+            "batch": r.budget.batch_size,
             **(_micro_columns(b) if b.requested is not None else {}),
             "lr": f"{r.budget.lr:.3g}",
             "train PFLOPs": round(3 * c.gflops_run * images / 1e6, 3),  # forward + backward ~ 3x forward
@@ -59,8 +61,25 @@ def print_plan(runs: list[PlannedRun], batches: list[BatchPlan], out: Path, info
     log(f"estimated training compute: {total:.3f} PFLOPs (3 x forward GFLOPs x images x epochs); out: {out}")
     for rule in dict.fromkeys(r.budget.epochs_rule for r in runs):
         log(f"budget: {rule}")
+    for line in dict.fromkeys(steps_line(r.budget) for r in runs):
+        log(line)
     for line in dict.fromkeys(batch_line(b, device) for b in batches):
         log(line)
     for note in notes:
         log(note)
 
+
+
+def steps_line(budget: Budget) -> str:
+    """The dry run's line on how a budget counts: optimizer steps (the preset's epochs of its batches, kept on a
+    smaller training set by more epochs; at least that many where the preset has no cap, as `quick`) or epochs."""
+    head = "steps: optimizer steps = epochs x batches an epoch; the budget is"
+    n = budget.budget_batches
+    if n:
+        capped = 0 < budget.train_batches <= n
+        cap = f"each epoch at most {budget.train_batches}" if capped else "no cap: a larger set trains more"
+        return (f"{head} {'' if capped else 'at least '}the preset's epochs of {n} batches ({cap}; a training set "
+                "of fewer batches an epoch trains more epochs to those steps, the warm-up and decay following the "
+                "steps)")
+    return (f"{head} in epochs (--epochs, --train-batches 0 or the paper preset): a smaller training set trains "
+            "fewer steps")

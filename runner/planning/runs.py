@@ -47,10 +47,17 @@ class PlannedRun:
     model: str | None = None  # a baseline's timm model name (spec `timm:NAME`); None for roadmap specs
 
 
-def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int,
+NOT_IN_IDENTITY = ("preset", "epochs_rule", "steps", "budget_epochs", "budget_batches")
+"""The budget's fields a run's identity leaves out: names and what is derived from the fields it keeps (the steps
+follow from the epochs and the data set), so that a budget the step rule leaves as it was hashes as before."""
+
+
+def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int, train_size: int,
          precision: dict[str, str] | None = None) -> list[PlannedRun]:
-    """Every run the options ask for, with its effective design and budget; `precision`: the identity's precision
-    entry (runner.precision.identity_entry: empty where the run trains as its device did before --precision)."""
+    """Every run the options ask for, with its effective design and budget (its epochs follow the preset's budget
+    in optimizer steps on a training set of `train_size` images, runner.planning.budget); `precision`: the
+    identity's precision entry (runner.precision.identity_entry: empty where the run trains as its device did before
+    --precision)."""
     what, how = opts.selection, opts.training
     preset = get_preset(how.preset)
     seeds = seeds_of(opts)
@@ -81,14 +88,14 @@ def plan(opts: RunOptions, dataset_key: str, native_size: int, num_classes: int,
             weights = weights or InitWeights(how.init_from)
             weights.check(spec, design.net, num_classes, regime, net_sets, preset)
         budget = make_budget(design.recipe, preset, img_size, how.epochs, how.batch_size, how.same_epochs,
-                             how.train_batches, how.val_batches)
+                             how.train_batches, how.val_batches, train_size)
         design = apply_budget(design, budget)
         if model is None:
             count(design.net, img_size, num_classes)  # fails early, with a clear message, if the images are too small
         else:
             timm_baselines.complexity(model, num_classes, img_size)  # likewise for a timm model
         for seed in range(seeds) if what.only_seed is None else [what.only_seed]:
-            budget_id = {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("preset", "epochs_rule")}
+            budget_id = {k: v for k, v in dataclasses.asdict(budget).items() if k not in NOT_IN_IDENTITY}
             identity = {"design": described(design, model), "dataset": dataset_key, "img_size": img_size,
                         "seed": seed, "budget": budget_id, "code_version": code_version(),
                         **({"init_from": init} if init else {}), **(precision or {})}
