@@ -118,8 +118,8 @@ def test_bench_warms_a_full_evaluation_pass_of_both_sides_before_timing_either(c
         events.append(("ours", "full" if max_batches >= len(loader) else "part"))
         return real_eval(model, loader, num_classes, dev, max_batches, *a, **k)
 
-    def reference_eval(model, val, dev):
-        full_pass = real_ref(model, val, dev)
+    def reference_eval(model, val, dev, *a):
+        full_pass = real_ref(model, val, dev, *a)
 
         def logged(limit=None):
             events.append(("reference", "full" if limit is None or limit >= len(val) else "part"))
@@ -303,7 +303,7 @@ def test_config_records_which_augmentation_ran_and_cpu_records_keep_their_format
         return lambda *a, **k: (_ for _ in ()).throw(RuntimeError("Cannot find a working triton installation"))
 
     monkeypatch.setattr(torch, "compile", broken)
-    __import__("runner.fitting.feed", fromlist=["_augment"])._augment.cache_clear()
+    __import__("runner.fitting.training_run", fromlist=["_augment"])._augment.cache_clear()
     code, _, err = cli(*args, "--compile", "--out", str(tmp_path / "fallback"))
     assert code == 0, err
     assert _config(tmp_path / "fallback")["augment"] == "eager"

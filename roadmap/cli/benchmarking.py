@@ -41,13 +41,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(render(df, args.format))
     if args.format != "json":
         data = f"{totals['train_size']:,} / {totals['val_size']:,} images"
-        line = (f"\nprojected ({totals['precision']}): {totals['ours_min']:.1f} min for these {totals['steps']} "
-                f"steps at {args.epochs} "
+        line = (f"\nprojected: {totals['ours_min']:.1f} min for these {totals['steps']} steps at {args.epochs} "
                 f"epochs (the original recipe at 90:300) on {args.dataset} ({data}), training and one evaluation per "
                 f"epoch, warm-up included; ours: {totals['data_path']}")
         if not args.no_reference:
             line += (f"; the reference loop ({totals['workers']} DataLoader workers): "
                      f"{totals['reference_min']:.1f} min ({totals['reference_min'] / totals['ours_min']:.2f}x)")
+        if len(precisions) > 1:
+            line += f"; projected in {totals['precision']}, the first precision asked for"
         print(line)
 
 

@@ -178,11 +178,13 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
     return Measured(train_ips, float("nan"), memory, warm, warmup, batch, eval_pass=full_pass)
 
 
-def _reference_steps(model, opt, mix, train: DataLoader, dev: torch.device, precision: Precision
+def _reference_steps(model, opt, mix, train: DataLoader, dev: torch.device, precision: Precision | None = None
                      ) -> Callable[[int], None]:
     """The reference loop's training: `n` steps over the DataLoader, each batch copied to the device, mixed there,
-    trained in `precision`. Successive calls go on with the same pass (a new one only when it ends), so the timed
-    steps find the workers' prefetch queue full, as a training loop does, not restarting."""
+    trained in `precision` (default: the device's own). Successive calls go on with the same pass (a new one only
+    when it ends), so the timed steps find the workers' prefetch queue full, as a training loop does, not
+    restarting."""
+    precision = precision or Precision(legacy(dev))
     scaler = precision.grad_scaler(dev)  # (fp16; passes through otherwise)
     batches: Any = iter(())
 
@@ -208,8 +210,11 @@ def _reference_steps(model, opt, mix, train: DataLoader, dev: torch.device, prec
     return steps
 
 
-def _reference_eval(model, val: DataLoader, dev: torch.device, precision: Precision) -> Callable[..., int]:
-    """The reference loop's evaluation pass (at most `limit` batches); returns how many images it saw."""
+def _reference_eval(model, val: DataLoader, dev: torch.device, precision: Precision | None = None
+                    ) -> Callable[..., int]:
+    """The reference loop's evaluation pass (at most `limit` batches) in `precision` (default: the device's own);
+    returns how many images it saw."""
+    precision = precision or Precision(legacy(dev))
 
     @torch.no_grad()
     def full_pass(limit: int | None = None) -> int:

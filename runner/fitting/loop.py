@@ -102,7 +102,7 @@ class _Sums:
         self.skipped = torch.zeros((), device=dev, dtype=torch.long)
         self.finite = torch.zeros((), device=dev)  # fp16: steps (in 1 / accumulation parts) whose loss was finite
         self.seen = 0
-        self.pending: tuple[Any, torch.Tensor] | None = None  # CUDA: the last check's (event, host copy)
+        self.pending: tuple[Any, torch.Tensor, int] | None = None  # CUDA: the last check's (event, host copy, steps)
         self.mean_loss = float("nan")  # the mean loss at the last check read (for the progress bar)
 
     def add_loss(self, loss: torch.Tensor, accum: int) -> None:
@@ -135,26 +135,26 @@ class _Sums:
         epoch one check later). The epoch's last check (`final`) reads its own values: the loop synchronizes there
         anyway."""
         if self.scaler is None:
-            flag, steps = (~torch.isfinite(self.loss)).float(), torch.full((), float(done), device=self.dev)
+            packed = torch.stack([(~torch.isfinite(self.loss)).float(), self.loss.float()])
         else:  # fp16: overflowed steps are skipped; only a scale that keeps falling is a divergence
-            flag, steps = (self._scale() < MIN_LOSS_SCALE).float(), self.finite.float()
-        packed = torch.stack([flag, self.loss.float(), steps])
+            packed = torch.stack([(self._scale() < MIN_LOSS_SCALE).float(), self.loss.float(), self.finite.float()])
         all_reduce_sum(d, packed)  # (the loss as summed over ranks: the bar shows the mean over them)
         if self.dev.type != "cuda" or final:
-            return self._decide(_to_host(packed))
-        host = torch.empty(3, dtype=packed.dtype, pin_memory=True)
+            return self._decide(_to_host(packed), done * d.world)
+        host = torch.empty(len(packed), dtype=packed.dtype, pin_memory=True)
         host.copy_(packed, non_blocking=True)
         event = torch.cuda.Event()
         event.record()
-        previous, self.pending = self.pending, (event, host)
+        previous, self.pending = self.pending, (event, host, done * d.world)
         if previous is None:
             return False
         previous[0].synchronize()  # an event, not the stream: it completed steps ago
-        return self._decide(_to_host(previous[1]))
+        return self._decide(_to_host(previous[1]), previous[2])
 
-    def _decide(self, values: list[float]) -> bool:
-        """(flag, loss, steps) summed over the ranks: whether to stop, and the bar's mean loss."""
-        self.mean_loss = values[1] / max(1, values[2])
+    def _decide(self, values: list[float], steps: int) -> bool:
+        """(flag, loss[, fp16: the steps whose loss was finite]) summed over the ranks, and the steps so far: whether
+        to stop, and the bar's mean loss."""
+        self.mean_loss = values[1] / max(1, values[2] if len(values) > 2 else steps)
         return values[0] > 0
 
     def stats(self, d: Dist, done: int, seconds: float, first_step: float | None, first_images: int
