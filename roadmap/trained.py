@@ -34,7 +34,8 @@ from roadmap.model import RoadmapNet, network_with
 from roadmap.record_files import Unreadable
 from roadmap.schema import RunConfig, RunResult, read_config, read_result
 
-__all__ = ["TrainedRun", "find_runs", "load_run", "model_args", "pretrained_cfg", "read_weights", "select_run"]
+__all__ = ["TrainedRun", "find_runs", "finished_top1", "load_run", "model_args", "pretrained_cfg", "read_weights",
+           "select_run"]
 
 CONFIG, RESULT, WEIGHTS = "config.json", "result.json", "model.pt"
 _SEEDS = ("best", "median")
@@ -80,7 +81,8 @@ def _same_step(cfg: RunConfig, step: str) -> bool:
         return False
 
 
-def _top1(run_dir: Path) -> float | None:
+def finished_top1(run_dir: Path) -> float | None:
+    """The final top-1 of a run that ended "done", else None (unfinished, diverged, unreadable)."""
     try:
         result = read_result(run_dir / RESULT)
     except Unreadable:
@@ -128,7 +130,8 @@ def _pick_seed(path: Path, step: str, runs: list[tuple[Path, RunConfig]], seed: 
     if isinstance(seed, str):
         if seed not in _SEEDS:
             raise RoadmapError(f"seed {seed!r}: pass a seed number, 'best' or 'median'")
-        scored = sorted(((t, c.seed, p) for p, c in runs if (t := _top1(p)) is not None), key=lambda x: (-x[0], x[1]))
+        scored = sorted(((t, c.seed, p) for p, c in runs if (t := finished_top1(p)) is not None),
+                        key=lambda x: (-x[0], x[1]))
         if not scored:
             raise RoadmapError(f"{step!r} has no finished run in {path}: finish it with `roadmap run --out {path}`")
         if seed == "best":

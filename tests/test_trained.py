@@ -127,6 +127,16 @@ def test_weights_carrying_code_are_refused_without_running_it(result_dir, tmp_pa
     assert not (tmp_path / "code-ran").exists()
 
 
+def test_a_checkpoint_file_carrying_code_is_refused_by_state_dict_from_file(tmp_path):
+    """--init-from and roadmap.weights read with weights_only=True as well."""
+    from roadmap.weights import state_dict_from_file
+
+    weights = build_model("gelu", num_classes=3, width_mult=0.125, depth_mult=0.34).state_dict()
+    torch.save({"model": weights, "args": _RunsCode(tmp_path / "code-ran")}, tmp_path / "c.pth")
+    assert "cannot read checkpoint" in one_line(lambda: state_dict_from_file(tmp_path / "c.pth"))
+    assert not (tmp_path / "code-ran").exists()
+
+
 def test_a_timm_baseline_run_is_refused_in_one_line(result_dir, tmp_path):
     run = copy_run(result_dir, tmp_path)
     config = json.loads((run / "config.json").read_text())

@@ -20,8 +20,8 @@ def _seed(text: str) -> int | str:
 
 
 def _steps(out: Path, wanted: str | None) -> list[str]:
-    """The steps to export: those asked for, or every step of `out` that has a finished run, in the plan's order."""
-    from roadmap.trained import find_runs
+    """The steps to export: those asked for, or every roadmap step of `out` with a run that ended "done"."""
+    from roadmap.trained import find_runs, finished_top1
 
     if wanted:
         return [s.strip() for s in wanted.split(",") if s.strip()]
@@ -29,7 +29,7 @@ def _steps(out: Path, wanted: str | None) -> list[str]:
         raise RoadmapError(f"{out} does not exist or is not a directory: pass the --out directory of `roadmap run`")
     steps: list[str] = []
     for run_dir, cfg in find_runs(out):
-        if (run_dir / "result.json").is_file() and cfg.step and cfg.step not in steps and not cfg.baseline:
+        if finished_top1(run_dir) is not None and cfg.step and cfg.step not in steps and not cfg.baseline:
             steps.append(cfg.step)
     if not steps:
         raise RoadmapError(f"{out} holds no finished run of the roadmap's steps: nothing to export")
