@@ -189,3 +189,26 @@ def test_push_to_hub_says_what_is_missing_and_otherwise_uploads_each_folder(resu
     monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
     code, _, err = cli(*args)
     assert "cannot upload" in error_line(code, err) and "Connection refused" in err
+
+
+def test_hf_hub_reads_the_folder_as_the_hub_would_serve_it(exported, result_dir, monkeypatch):
+    """`hf-hub:ORG/NAME` through timm's own Hub reader, its download served from the exported folder (no network
+    here): the same files asked for, the same logits as load_run."""
+    import timm
+    import timm.models._hub as hub
+
+    asked = []
+
+    def download(repo_id, filename, revision=None, cache_dir=None, **kw):
+        asked.append((repo_id, filename))
+        path = exported / "gelu" / filename
+        if not path.is_file():
+            raise FileNotFoundError(filename)
+        return str(path)
+
+    monkeypatch.setattr(hub, "hf_hub_download", download)
+    model = timm.create_model("hf-hub:me/roadmap_gelu", pretrained=True).eval()
+    assert asked == [("me/roadmap_gelu", "config.json"), ("me/roadmap_gelu", "model.safetensors")]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(model(x), load_run(result_dir, "gelu", "best").model(x))
