@@ -3,6 +3,7 @@
     from roadmap import build_model, design_at, STEPS
     model = build_model("large_kernel", num_classes=10)
     design = design_at("convnext_tiny", without=["layer_norm"])
+    run = load_run("runs", step="gelu", seed=0)   # a trained run: run.model (eval mode), run.transform
 
     import roadmap.timm_models                # registers timm.create_model("roadmap_<step>")
 
@@ -34,6 +35,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "design_at": ("steps", "design_at"),
     "design_for": ("steps", "design_for"),
     "get_step": ("steps", "get_step"),
+    "load_run": ("roadmap.trained", "load_run"),
     "low_resolution": ("steps", "low_resolution"),
     "scaled": ("steps", "scaled"),
 }

@@ -10,6 +10,12 @@ do for timm's convnext. Keyword arguments other than timm's set network fields, 
     timm.create_model("roadmap_large_kernel", num_classes=10, width_mult=0.25)
     timm.create_model("roadmap_patchify_stem", features_only=True, out_indices=(1, 2))
 
+Trained weights load through timm's own paths (the roadmap publishes none; `pretrained=True` without any says so in
+one line): `pretrained=True, pretrained_cfg_overlay=dict(file=PATH, num_classes=N)` (a model.pt or .safetensors
+state_dict), `checkpoint_path=PATH`, or a folder that `roadmap export` wrote (timm's `save_for_hf` layout):
+
+    timm.create_model("local-dir:exported/gelu", pretrained=True)   # the run's classes, network and weights
+
 `import roadmap` alone registers nothing (and imports neither torch nor timm): this module is the one explicit place
 where the roadmap joins timm's registry.
 """
@@ -19,7 +25,7 @@ from typing import Any
 
 import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
 
 from roadmap.complexity import count
 from roadmap.errors import RoadmapError
@@ -54,9 +60,23 @@ def _roadmap_net(step: str, num_classes: int = 1000, in_chans: int = 3, global_p
     return RoadmapNet(network_with(step, **changes), num_classes, in_chans, global_pool)
 
 
+_SOURCES = ("file", "state_dict", "url", "hf_hub_id")  # where timm's load_pretrained finds weights
+
+
+def _has_weights(step: str, kwargs: dict[str, Any]) -> bool:
+    """Whether the pretrained cfg timm resolves for this call names weights: a `file` or `state_dict` (from
+    `pretrained_cfg_overlay`), a `local-dir:` or `hf-hub:` source (timm's create_model sets it from the folder's
+    config.json), a `url` or `hf_hub_id`. The registered cfgs name none (the roadmap publishes no weights)."""
+    cfg = resolve_pretrained_cfg(f"roadmap_{step}", pretrained_cfg=kwargs.get("pretrained_cfg"),
+                                 pretrained_cfg_overlay=kwargs.get("pretrained_cfg_overlay")).to_dict()
+    return cfg.get("source") in ("local-dir", "hf-hub") or any(cfg.get(k) for k in _SOURCES)
+
+
 def _create(step: str, pretrained: bool = False, **kwargs: Any) -> RoadmapNet:
-    if pretrained:
-        raise RoadmapError("no pretrained weights for the roadmap's models; load some with roadmap.weights")
+    if pretrained and not _has_weights(step, kwargs):
+        raise RoadmapError(f"roadmap_{step} has no pretrained weights of its own: pass "
+                           "pretrained_cfg_overlay=dict(file=PATH), or checkpoint_path=PATH without pretrained=True, "
+                           "or create 'local-dir:DIR' from `roadmap export` (docs/trained-models.md)")
     return build_model_with_cfg(
         partial(_roadmap_net, step), f"roadmap_{step}", pretrained,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True),

@@ -210,6 +210,49 @@ def test_a_damaged_checkpoint_is_set_aside(tmp_path, cli, monkeypatch, damage):
     assert ((finished / "result.json").read_bytes(), (finished / "result.json").stat().st_mtime_ns) == before
 
 
+class _RunsCode:
+    """A pickled callable: unpickling it calls `os.system`, as a checkpoint made to attack a shared folder would."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_carrying_code_is_refused(tmp_path):
+    """checkpoint.pt carries a pickled callable beside a valid-looking state: it is not unpickled (no code runs), it
+    is refused in one line and moved aside like a damaged one, and the run resumes from the checkpoint before it,
+    whose real training state (AdamW, EMA, GradScaler, history) reads back with weights_only=True."""
+    import torch
+
+    from runner.fitting.checkpoint import load_checkpoint
+    from runner.store import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    good = {"model": model.state_dict(), "optimizer": opt.state_dict(), "ema": model.state_dict(), "epoch": 1,
+            "updates": 1, "history": [{"epoch": 1, "train_loss": 0.5, "val_top1": 12.5}], "wall": 1.5,
+            "scaler": scaler.state_dict()}
+    torch.save(good, run.previous)
+    marker = tmp_path / "code-ran"
+    torch.save({**good, "epoch": 2, "history": [*good["history"], _RunsCode(marker)]}, run.checkpoint)
+    logged: list[str] = []
+    state = load_checkpoint(run, torch.device("cpu"), logged.append, "gelu (seed 0)")
+    assert not marker.exists()
+    assert state is not None and state["epoch"] == 1 and state["history"] == good["history"]
+    assert state["scaler"]["scale"] == 1024.0 and state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
+    assert len(logged) == 1 and "\n" not in logged[0], logged
+    assert f"{run.checkpoint} is unreadable (it holds objects other than tensors and plain values" in logged[0]
+    assert "resuming from the one before it" in logged[0]
+    assert not run.checkpoint.exists() and list(run.root.glob("checkpoint.pt.corrupt-*"))
+
+
 # ------------------------------------------------------------------------------------------------ damaged records
 
 

@@ -5,6 +5,7 @@ resume (a damaged one set aside), and the pretrained weights a fine-tuning run s
 from __future__ import annotations
 
 import io
+import pickle
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -59,20 +60,31 @@ def load_checkpoint(run_dir: RunDir, device: torch.device, log: Callable[[str], 
                     ) -> dict[str, Any] | None:
     """The state of the newest readable checkpoint in `run_dir`, or None (the run starts over). An unreadable one
     (cut short, empty, not a checkpoint) is moved aside by the process that `log`s (the main one; None on the
-    others, which read the same file and skip it too) with a one-line warning, and the one before it is tried."""
+    others, which read the same file and skip it too) with a one-line warning, and the one before it is tried.
+
+    A checkpoint is read with `weights_only=True`: tensors and plain values (the model, optimizer, EMA and
+    GradScaler states, the history) and nothing else, so one dropped into a shared result directory cannot run code
+    when it is read; one that holds any other object is refused and set aside like a damaged one."""
     for path in run_dir.checkpoints():
         try:
-            state = torch.load(path, map_location=device, weights_only=False)
+            state = torch.load(path, map_location=device, weights_only=True)
             if isinstance(state, dict) and {"model", "optimizer", "epoch", "history"} <= set(state):
                 return state
             why = "not a training checkpoint"
+        except pickle.UnpicklingError as e:  # also a damaged file: only "Weights only load failed" is a refusal
+            why = ("it holds objects other than tensors and plain values, refused as loading them could run code"
+                   if "weights only load failed" in str(e).lower() else _first_line(e))
         except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
-            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            why = _first_line(e)
         if log is not None:
             aside = run_dir.set_aside(path)
             then = "resuming from the one before it" if run_dir.checkpoints() else "starting the run over"
             log(f"warning: {label}: {path} is unreadable ({why}); moved to {aside.name}, {then}")
     return None
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def load_pretrained(model: torch.nn.Module, path: str, log: Callable[[str], None], label: str) -> None:
