@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from roadmap.errors import RoadmapError
+from runner.data.decoded import available_ram
 from runner.device_data import DeviceDataset
 from runner.dist import SINGLE, broadcast
 
@@ -95,20 +96,8 @@ def _too_big(nbytes: int, device, host: bool) -> str | None:
             return "free GPU memory"
         if not host:
             return None
-    ram = _available_ram()
+    ram = available_ram()
     return "available RAM" if ram is not None and nbytes > ram / 2 else None
-
-
-def _available_ram() -> int | None:
-    """MemAvailable from /proc/meminfo in bytes (Linux); None elsewhere."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def default_workers(device) -> int:

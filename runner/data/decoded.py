@@ -104,8 +104,8 @@ class FolderImages(FileListDataset):
         return h.hexdigest()[:32]
 
 
-def _available_ram() -> int | None:
-    """MemAvailable in bytes (Linux), None elsewhere."""
+def available_ram() -> int | None:
+    """MemAvailable in bytes (Linux; page cache counts as free), None elsewhere: what may still be held in RAM."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -129,7 +129,7 @@ def no_room(need: int, where: Path, ram: int | None = None, free: int | None = N
             free = None
     if free is not None and need + DISK_SPARE > free:
         return f"it would take {_gb(need)} and {str(where)!r} has {_gb(free)} free"
-    ram = _available_ram() if ram is None else ram
+    ram = available_ram() if ram is None else ram
     if ram is not None and need > RAM_SHARE * ram:
         return f"it would take {_gb(need)}, over half the {_gb(ram)} of available RAM"
     return None
