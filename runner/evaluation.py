@@ -21,6 +21,7 @@ from timm.data import create_transform
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from roadmap.errors import RoadmapError
+from roadmap.schema import RunConfig
 from roadmap.trained import TrainedRun
 from runner.data import DatasetInfo, Splits, load_dataset
 from runner.data.decoded import prepare_pixels
@@ -85,12 +86,14 @@ def class_mismatch(trained: list[str], trained_count: int, info: DatasetInfo) ->
     return f"the run's classes in another order (class {i} is {names[i]!r} here, {trained[i]!r} in the run)"
 
 
-def check_classes(run: TrainedRun, info: DatasetInfo, spec: str) -> None:
-    """One line where data set `spec` does not have the run's classes."""
-    dataset = run.config.dataset
+def check_classes(config: RunConfig, info: DatasetInfo, spec: str) -> None:
+    """One line where data set `spec` does not have the classes of the run `config` records."""
+    dataset = config.dataset
+    if dataset is None:
+        raise RoadmapError(f"{config.step} (seed {config.seed}): its config.json does not say its classes")
     why = class_mismatch(list(dataset.classes or []), dataset.num_classes or 0, info)
     if why:
-        raise RoadmapError(f"--dataset {spec} does not have the classes {run.config.step} (seed {run.config.seed}) "
+        raise RoadmapError(f"--dataset {spec} does not have the classes {config.step} (seed {config.seed}) "
                            f"was trained on ({dataset.name}): {why}")
 
 
@@ -103,11 +106,12 @@ def run_precision(run: TrainedRun, device: torch.device) -> Precision:
 
 
 def evaluate_run(run: TrainedRun, data: Dataset, device: torch.device, img_size: int | None = None,
-                 batch_size: int | None = None, workers: int | None = None, splits: Splits | None = None
-                 ) -> Scored:
+                 batch_size: int | None = None, workers: int | None = None, splits: Splits | None = None,
+                 progress: bool = False) -> Scored:
     """Top-1, top-5 and loss of `run` on `data` (untransformed (PIL image, label) items), at `img_size` (default:
     the run's), in batches of `batch_size` (default: the run's evaluation batch). `splits`: where `data` comes from,
-    so that a folder's images are read at the size the evaluation resizes to."""
+    so that a folder's images are read at the size the evaluation resizes to (decoded once into the data cache, with
+    a progress bar where `progress`)."""
     budget = run.config.budget
     size = img_size or run.data_config["input_size"][-1]
     if size == run.data_config["input_size"][-1]:
@@ -115,7 +119,7 @@ def evaluate_run(run: TrainedRun, data: Dataset, device: torch.device, img_size:
     else:
         transform = create_transform(**dict(run.data_config, input_size=(3, size, size)), is_training=False)
     if splits is not None:
-        prepare_pixels(splits, size, log=lambda _: None)
+        prepare_pixels(splits, size, log=lambda _: None, progress=progress)
     if len(data) == 0:
         raise RoadmapError("the split to evaluate on holds no images")
     batch = batch_size or eval_batch_size(budget.batch_size if budget else 64)

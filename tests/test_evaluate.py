@@ -82,7 +82,7 @@ def test_steps_seed_split_and_size(result_dir, cli):
 
 def test_the_table_and_markdown_show_each_step_beside_its_trained_top1(result_dir, cli):
     code, text, err = cli("evaluate", str(result_dir), "--dataset", DATA)
-    assert code == 0, err
+    assert code == 0 and err == "", err  # the progress bar only on a terminal
     lines = text.splitlines()
     assert lines[0].split() == ["step", "seed", "trained", "on", "px", "trained", "top-1", "images", "top-1", "top-5",
                                 "Δ", "top-1"]
@@ -137,3 +137,10 @@ def test_a_result_directory_without_finished_runs_is_one_line(result_dir, tmp_pa
     assert "does not exist" in error_line(code, err)
     code, _, err = cli("evaluate", str(out), "--dataset", DATA, "--steps", "gelu")
     assert "'gelu' has no finished run" in error_line(code, err)
+
+
+def test_roadmap_help_lists_evaluate(cli):
+    code, text, _ = cli("--help")
+    assert code == 0 and "evaluate" in text and "same classes" in text
+    code, text, _ = cli("evaluate", "--help")
+    assert code == 0 and "--dataset" in text and "folder:PATH" in text and "--img-size" in text

@@ -33,21 +33,21 @@ def evaluate_rows(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
     from runner.devices import resolve_device
     from runner.evaluation import check_classes, evaluate_run, open_dataset, part, trained_images
 
-    out = Path(args.out)
-    runs = [load_run(select_run(out, step, args.seed)) for step in finished_steps(out, args.steps, "nothing to "
-                                                                                   "evaluate")]
+    out, terminal = Path(args.out), sys.stderr.isatty()
+    paths = [select_run(out, step, args.seed) for step in finished_steps(out, args.steps, "nothing to evaluate")]
+    configs = [load_run(p).config for p in paths]  # finished, weights whole and fitting: checked before any work
     device = resolve_device(args.device)
-    splits = open_dataset(args.dataset, args.data_dir, args.val_fraction, progress=sys.stderr.isatty())
-    for run in runs:  # every run's classes before any is evaluated: one line for the first that differs
-        check_classes(run, splits.info, args.dataset)
+    splits = open_dataset(args.dataset, args.data_dir, args.val_fraction, progress=terminal)
+    for cfg in configs:  # every run's classes before any is evaluated: one line for the first that differs
+        check_classes(cfg, splits.info, args.dataset)
     data = part(splits, args.split)
     rows, notes = [], []
-    bar = tqdm(runs, desc="evaluate", unit="step", disable=not sys.stderr.isatty(), file=sys.stderr,
-               dynamic_ncols=True)
-    for run in bar:
+    bar = tqdm(paths, desc="evaluate", unit="step", disable=not terminal, file=sys.stderr, dynamic_ncols=True)
+    for path in bar:
+        run = load_run(path)  # one network in memory at a time
         cfg = run.config
         bar.set_postfix_str(f"{cfg.step} (seed {cfg.seed})")
-        s = evaluate_run(run, data, device, args.img_size, args.batch_size, args.workers, splits)
+        s = evaluate_run(run, data, device, args.img_size, args.batch_size, args.workers, splits, terminal)
         trained = run.result.val_top1
         rows.append({"step": cfg.step, "seed": cfg.seed, "trained_on": cfg.dataset.name if cfg.dataset else None,
                      "img_size": s.img_size, "trained_top1": trained, "images": s.images, "top1": s.top1,
