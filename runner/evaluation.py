@@ -47,9 +47,19 @@ class Scored:
 
 
 def open_dataset(spec: str, data_dir: str | None = None, val_fraction: float | None = None,
-                 progress: bool = False) -> Splits:
-    """The data set `spec` (the catalog's names, `folder:PATH`, `synthetic:...`), untransformed."""
-    return load_dataset(spec, data_dir, folder=FolderOptions(val_fraction=val_fraction, progress=progress))
+                 skip_unreadable: bool = False, progress: bool = False,
+                 trained: list[RunConfig] | None = None) -> Splits:
+    """The data set `spec` (the catalog's names, `folder:PATH`, `synthetic:...`), untransformed. A folder split here
+    without `val_fraction` is split as the `trained` runs split it, when it is the folder they trained on."""
+    splits = load_dataset(spec, data_dir, folder=FolderOptions(val_fraction, skip_unreadable=skip_unreadable,
+                                                               progress=progress))
+    info = splits.info
+    if val_fraction is None and info.split:
+        recorded = {c.dataset.split.get("val_fraction") for c in trained or []
+                    if c.dataset is not None and c.dataset.name == info.name and c.dataset.split}
+        if len(recorded) == 1 and None not in recorded and recorded != {info.split.get("val_fraction")}:
+            return open_dataset(spec, data_dir, recorded.pop(), skip_unreadable, progress)
+    return splits
 
 
 def part(splits: Splits, split: str) -> Dataset:

@@ -144,3 +144,19 @@ def test_roadmap_help_lists_evaluate(cli):
     assert code == 0 and "evaluate" in text and "same classes" in text
     code, text, _ = cli("evaluate", "--help")
     assert code == 0 and "--dataset" in text and "folder:PATH" in text and "--img-size" in text
+
+
+def test_a_run_on_a_folder_is_evaluated_on_the_split_it_trained_on(tmp_path, cli, cache):
+    from test_folder_data import class_folder
+
+    root = class_folder(tmp_path / "animals", per_class=(6, 6, 6))
+    out = tmp_path / "out"
+    budget = ["--preset", "smoke", "--epochs", "1", "--train-batches", "2", "--batch-size", "4", "--quiet",
+              "--no-report", "--steps", "gelu"]
+    code, _, err = cli("run", "--dataset", f"folder:{root}", *budget, "--val-fraction", "0.5", "--out", str(out))
+    assert code == 0, err
+    run = load_run(out, "gelu")
+    (row,) = rows_of(cli, str(out), "--dataset", f"folder:{root}")  # the run's 0.5, not the default 0.2
+    assert row["images"] == run.config.dataset.val_size == 9 and row["top1"] == run.result.val_top1
+    (row,) = rows_of(cli, str(out), "--dataset", f"folder:{root}", "--val-fraction", "0.2")
+    assert row["images"] == 3

@@ -37,7 +37,7 @@ def evaluate_rows(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
     paths = [select_run(out, step, args.seed) for step in finished_steps(out, args.steps, "nothing to evaluate")]
     configs = [load_run(p).config for p in paths]  # finished, weights whole and fitting: checked before any work
     device = resolve_device(args.device)
-    splits = open_dataset(args.dataset, args.data_dir, args.val_fraction, progress=terminal)
+    splits = open_dataset(args.dataset, args.data_dir, args.val_fraction, args.skip_unreadable, terminal, configs)
     for cfg in configs:  # every run's classes before any is evaluated: one line for the first that differs
         check_classes(cfg, splits.info, args.dataset)
     data = part(splits, args.split)
@@ -117,7 +117,9 @@ def add_commands(sub) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="data-loading processes (default: 8 on CUDA, 0 on CPU)")
     p.add_argument("--data-dir", metavar="PATH", help="where the data set is (or goes); default: the cache")
     p.add_argument("--val-fraction", type=fraction, metavar="F",
-                   help="folder:PATH without val/: the share of each class held out for validation (default 0.2, "
-                   "the split training made with the same value)")
+                   help="folder:PATH without val/: the share of each class held out for validation (default: "
+                   "the runs' own where they trained on this folder, else 0.2)")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="folder:PATH: evaluate on the images that can be read when some cannot")
     add_format(p)
     p.set_defaults(func=cmd_evaluate)
