@@ -160,3 +160,5 @@ def test_a_run_on_a_folder_is_evaluated_on_the_split_it_trained_on(tmp_path, cli
     assert row["images"] == run.config.dataset.val_size == 9 and row["top1"] == run.result.val_top1
     (row,) = rows_of(cli, str(out), "--dataset", f"folder:{root}", "--val-fraction", "0.2")
     assert row["images"] == 3
+    code, text, err = cli("evaluate", str(out), "--dataset", f"folder:{root}")
+    assert code == 0 and "0.5 of each class held out for validation (seed 0;" in text, err

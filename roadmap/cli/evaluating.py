@@ -63,6 +63,10 @@ def evaluate_rows(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
     precisions = ", ".join(dict.fromkeys(r["precision"] for r in rows))
     notes.insert(0, f"Evaluated on {args.dataset} ({args.split} split, {rows[0]['images']} images) on {device} in "
                  f"{precisions}; trained top-1: each run's final top-1 on its own validation split.")
+    if splits.info.split and args.split != "all":
+        notes.append(f"{splits.info.name}: {splits.info.split['val_fraction']:g} of each class held out for "
+                     f"validation (seed {splits.info.split['seed']}; --val-fraction to change it, --split all for "
+                     "every image)")
     if splits.info.synthetic:
         notes.append("note: synthetic data: a pipeline check, its accuracies mean nothing")
     return rows, notes
