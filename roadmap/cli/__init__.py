@@ -7,8 +7,8 @@ options) is imported here; training (`runner.launchers.local`, torch) and report
 imported by the commands that use them, so `roadmap steps|show|diff|flops` never load torch or timm.
 
 The commands, by group: looking (steps, show, diff, flops), training (run, ablate), reporting (results, report),
-exporting (export), benchmarking (bench), drawing (draw); common holds the parser and the shared flags. This
-package is the only part of roadmap/ that imports `runner` or `reports` (tests/test_layering.py).
+exporting (export), evaluating (evaluate), benchmarking (bench), drawing (draw); common holds the parser and the
+shared flags. This package is the only part of roadmap/ that imports `runner` or `reports` (tests/test_layering.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from roadmap.cli import benchmarking, drawing, exporting, looking, reporting, training
+from roadmap.cli import benchmarking, drawing, evaluating, exporting, looking, reporting, training
 from roadmap.cli.common import EPILOG, Parser
 from roadmap.errors import RoadmapError
 
@@ -34,6 +34,7 @@ def build_parser() -> Parser:
     training.add_commands(sub)
     reporting.add_commands(sub)
     exporting.add_commands(sub)
+    evaluating.add_commands(sub)
     benchmarking.add_commands(sub)
     drawing.add_commands(sub)
     return parser

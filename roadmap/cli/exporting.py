@@ -8,32 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from roadmap.errors import RoadmapError
-
-
-def _seed(text: str) -> int | str:
-    if text in ("best", "median"):
-        return text
-    if text.isdigit():
-        return int(text)
-    raise argparse.ArgumentTypeError(f"{text!r} is not a seed: pass best, median or a seed number")
-
-
-def _steps(out: Path, wanted: str | None) -> list[str]:
-    """The steps to export: those asked for, or every roadmap step of `out` with a run that ended "done"."""
-    from roadmap.trained import find_runs, finished_top1
-
-    if wanted:
-        return [s.strip() for s in wanted.split(",") if s.strip()]
-    if not out.is_dir():
-        raise RoadmapError(f"{out} does not exist or is not a directory: pass the --out directory of `roadmap run`")
-    steps: list[str] = []
-    for run_dir, cfg in find_runs(out):
-        if finished_top1(run_dir) is not None and cfg.step and cfg.step not in steps and not cfg.baseline:
-            steps.append(cfg.step)
-    if not steps:
-        raise RoadmapError(f"{out} holds no finished run of the roadmap's steps: nothing to export")
-    return steps
+from roadmap.cli.common import finished_steps, seed_choice
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -46,7 +21,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     if args.push_to_hub:
         check_hub()  # before any work: one line for what is missing
     plan = []
-    for step in _steps(out, args.steps):
+    for step in finished_steps(out, args.steps, "nothing to export"):
         run_dir = select_run(out, step, args.seed)
         load_run(run_dir)  # finished, weights present and fitting: one line otherwise, before anything is written
         cfg = read_config(run_dir / "config.json")
@@ -66,7 +41,7 @@ def add_commands(sub) -> None:
     p.add_argument("out", help="a result directory (the --out of `roadmap run`)")
     p.add_argument("--to", required=True, metavar="DIR", help="where to write one folder per step")
     p.add_argument("--steps", metavar="STEP,...", help="the steps to export (default: every finished step)")
-    p.add_argument("--seed", type=_seed, default="median", metavar="best|median|N",
+    p.add_argument("--seed", type=seed_choice, default="median", metavar="best|median|N",
                    help="which seed of each step: the best or median final top-1, or a seed number")
     p.add_argument("--push-to-hub", metavar="ORG", help="upload each folder to the Hugging Face Hub as "
                    "ORG/roadmap_<step> (needs huggingface_hub, a network and a token)")
