@@ -13,6 +13,13 @@ class RoadmapError(ValueError):
     """
 
 
+def first_line(e: BaseException) -> str:
+    """What an exception says, in one line: its message's first line, or its type's name when it says nothing (for
+    wrapping a library's error into a RoadmapError)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def unknown(kind: str, name: str, choices: Iterable[str]) -> RoadmapError:
     """An error for an unknown `name` that lists the valid `choices` and suggests the closest one."""
     choices = list(choices)

@@ -19,7 +19,7 @@ import timm
 from timm.models import save_for_hf
 
 import roadmap.timm_models  # noqa: F401  (registers timm.create_model("roadmap_<step>"))
-from roadmap.errors import RoadmapError
+from roadmap.errors import RoadmapError, first_line
 from roadmap.schema import read_config
 from roadmap.trained import WEIGHTS, base_step, design_of, model_args, pretrained_cfg, read_weights
 
@@ -39,8 +39,7 @@ def export_run(run_dir: Path, dest: Path, card: str) -> Path:
     try:
         model.load_state_dict(read_weights(run_dir / WEIGHTS))
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise RoadmapError(f"{run_dir / WEIGHTS} does not fit the run's network ({first[:160]})") from None
+        raise RoadmapError(f"{run_dir / WEIGHTS} does not fit the run's network ({first_line(e)[:160]})") from None
     model.eval()
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("pytorch_model.bin", "open_clip_pytorch_model.bin"):  # a pickle from an older export
@@ -87,6 +86,5 @@ def push_to_hub(folder: Path, repo_id: str) -> str:
         api.upload_folder(repo_id=repo_id, folder_path=str(folder), allow_patterns=list(WRITTEN),
                           commit_message="roadmap export")
     except Exception as e:  # no network, a refused token, a name taken: huggingface_hub raises many kinds
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RoadmapError(f"cannot upload {folder} to the Hub as {repo_id} ({first[:160]})") from None
+        raise RoadmapError(f"cannot upload {folder} to the Hub as {repo_id} ({first_line(e)[:160]})") from None
     return str(url)

@@ -29,7 +29,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 
 from roadmap.design import Design
-from roadmap.errors import RoadmapError
+from roadmap.errors import RoadmapError, first_line
 from roadmap.model import RoadmapNet, network_with
 from roadmap.record_files import Unreadable
 from roadmap.schema import RunConfig, RunResult, read_config, read_result
@@ -214,8 +214,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RoadmapError(f"{path} is damaged or not a weight file ({why[:160]})") from None
+        raise RoadmapError(f"{path} is damaged or not a weight file ({first_line(e)[:160]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RoadmapError(f"{path} is not a state_dict (expected tensors by name)")
     return state
@@ -249,8 +248,7 @@ def load_run(path: str | Path, step: str | None = None, seed: int | str | None =
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise RoadmapError(f"{run_dir / WEIGHTS} does not fit the run's network ({first[:160]})") from None
+        raise RoadmapError(f"{run_dir / WEIGHTS} does not fit the run's network ({first_line(e)[:160]})") from None
     model.pretrained_cfg = model.default_cfg = dict(data_config, architecture=f"roadmap_{cfg.step}")
     model.eval()
     data = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")}

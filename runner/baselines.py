@@ -74,7 +74,7 @@ def complexity(name: str, num_classes: int, img_size: int) -> tuple[int, float]:
     cannot run at this size is a RoadmapError."""
     import torch
 
-    from roadmap.errors import RoadmapError
+    from roadmap.errors import RoadmapError, first_line
 
     try:
         return _count(name, num_classes, img_size, "meta")
@@ -83,8 +83,7 @@ def complexity(name: str, num_classes: int, img_size: int) -> tuple[int, float]:
     try:
         return _count(name, num_classes, img_size, "cpu")
     except (RuntimeError, ValueError, AssertionError, torch.OutOfMemoryError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RoadmapError(f"timm:{name} cannot run on {img_size} px images ({first[:160]}); choose another "
+        raise RoadmapError(f"timm:{name} cannot run on {img_size} px images ({first_line(e)[:160]}); choose another "
                            "--img-size or leave it out of --baselines") from None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_map
 
-from roadmap.errors import RoadmapError
+from roadmap.errors import RoadmapError, first_line
 from roadmap.weights import state_dict_from_file
 from runner.store import RunDir
 
@@ -73,18 +73,14 @@ def load_checkpoint(run_dir: RunDir, device: torch.device, log: Callable[[str], 
             why = "not a training checkpoint"
         except pickle.UnpicklingError as e:  # also a damaged file: only "Weights only load failed" is a refusal
             why = ("it holds objects other than tensors and plain values, refused as loading them could run code"
-                   if "weights only load failed" in str(e).lower() else _first_line(e))
+                   if "weights only load failed" in str(e).lower() else first_line(e))
         except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
-            why = _first_line(e)
+            why = first_line(e)
         if log is not None:
             aside = run_dir.set_aside(path)
             then = "resuming from the one before it" if run_dir.checkpoints() else "starting the run over"
             log(f"warning: {label}: {path} is unreadable ({why}); moved to {aside.name}, {then}")
     return None
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def load_pretrained(model: torch.nn.Module, path: str, log: Callable[[str], None], label: str) -> None:
