@@ -29,7 +29,7 @@ from runner.data.folders import FolderOptions
 from runner.devices import default_workers
 from runner.fitting.loop import evaluate
 from runner.fitting.training_run import Transformed, eval_batch_size
-from runner.precision import Precision, legacy
+from runner.precision import Precision, device_default
 
 SPLITS = ("val", "train", "all")
 
@@ -112,7 +112,7 @@ def run_precision(run: TrainedRun, device: torch.device) -> Precision:
     trained_on = (run.config.device or "").split(":")[0]
     if run.config.precision and trained_on == device.type:
         return Precision(run.config.precision, "the run's")
-    return Precision(legacy(device), "the device's own")
+    return device_default(device)
 
 
 def evaluate_run(run: TrainedRun, data: Dataset, device: torch.device, img_size: int | None = None,

@@ -64,6 +64,11 @@ def legacy(device: torch.device) -> str:
     return precision_of(device.type)
 
 
+def device_default(device: torch.device) -> Precision:
+    """The precision `device` trained in before --precision existed (`legacy`): what code handed no precision uses."""
+    return Precision(legacy(device), "the device's own")
+
+
 def choose_precision(requested: str, device: torch.device) -> Precision:
     """The precision a run on `device` trains in: as asked, or for `auto` the one its hardware runs best (see the
     module's docstring). bf16 asked of a GPU without bf16 hardware is refused in one line."""

@@ -21,7 +21,7 @@ from roadmap.complexity import count
 from roadmap.model import build_model
 from runner.dist import synchronize
 from runner.fitting.training_run import configure_backends
-from runner.precision import Precision, legacy
+from runner.precision import Precision, device_default
 from steps import canonical, design_for
 
 # Our step -> the reference implementation of the same network
@@ -102,7 +102,7 @@ def bench(specs: list[str], img_size: int, batch: int, dev: torch.device, iters:
     Every timed step of one model is followed by one of each other model and precision (the order alternates every
     round), so slow drifts of a noisy machine hit all of them alike; each number is the median over all steps."""
     cuda = dev.type == "cuda"
-    precisions = precisions or [Precision(legacy(dev))]
+    precisions = precisions or [device_default(dev)]
     entries = [dataclasses.replace(e, precision=p) for p in precisions for e in _entries(specs, img_size, references)]
     # (each precision its own models: one model's memory is not counted twice)
     x = torch.randn(batch, 3, img_size, img_size, device=dev)

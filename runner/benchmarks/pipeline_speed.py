@@ -42,7 +42,7 @@ from runner.fitting.training_run import Job, Transformed, eval_batch_size, loade
 from runner.planning.budget import IMAGENETTE_SHAPED
 from runner.planning.options import RunOptions, Selection, Training
 from runner.planning.runs import plan
-from runner.precision import Precision, choose_precision, legacy
+from runner.precision import Precision, choose_precision, device_default
 from runner.store import RunDir
 
 
@@ -143,7 +143,7 @@ def measure_reference(design, budget, splits, num_classes: int, dev: torch.devic
     device, mixed by timm's Mixup there, and trained in the same precision as ours (default: the device's own, bf16
     on CUDA; fp16 through a loss scaler) with timm's AdamW (not fused). What was on the device before (our images,
     our model) is left out of its memory."""
-    precision = precision or Precision(legacy(dev))
+    precision = precision or device_default(dev)
     recipe, cuda = design.recipe, dev.type == "cuda"
     before = torch.cuda.memory_allocated(dev) if cuda else 0
     seed_everything(0)
@@ -184,7 +184,7 @@ def _reference_steps(model, opt, mix, train: DataLoader, dev: torch.device, prec
     trained in `precision` (default: the device's own). Successive calls go on with the same pass (a new one only
     when it ends), so the timed steps find the workers' prefetch queue full, as a training loop does, not
     restarting."""
-    precision = precision or Precision(legacy(dev))
+    precision = precision or device_default(dev)
     scaler = precision.grad_scaler(dev)  # (fp16; passes through otherwise)
     batches: Any = iter(())
 
@@ -214,7 +214,7 @@ def _reference_eval(model, val: DataLoader, dev: torch.device, precision: Precis
                     ) -> Callable[..., int]:
     """The reference loop's evaluation pass (at most `limit` batches) in `precision` (default: the device's own);
     returns how many images it saw."""
-    precision = precision or Precision(legacy(dev))
+    precision = precision or device_default(dev)
 
     @torch.no_grad()
     def full_pass(limit: int | None = None) -> int:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from runner.devices import to_device
 from runner.dist import SINGLE, Dist, all_reduce_sum, synchronize
 from runner.fitting.training_run import TrainingRun
-from runner.precision import MIN_LOSS_SCALE, Precision, legacy
+from runner.precision import MIN_LOSS_SCALE, Precision, device_default
 
 
 def train_epoch(m: TrainingRun, loader, epoch: int, *, steps: int | None = None, time_first_step: bool = False
@@ -227,7 +227,7 @@ def evaluate(model, loader, num_classes: int, dev: torch.device, max_batches: in
     With `time_first_batch` the first batch is synchronized and timed (`first_batch_seconds`: a compiled model's
     eval graph is compiled there). `precision`: the run's (default: the device's own, bf16 on CUDA, else fp32)."""
     model.eval()
-    precision = precision or Precision(legacy(dev))
+    precision = precision or device_default(dev)
     loss_sum = torch.zeros((), device=dev)
     top1 = torch.zeros((), device=dev, dtype=torch.long)
     top5 = torch.zeros((), device=dev, dtype=torch.long)

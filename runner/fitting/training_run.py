@@ -30,7 +30,7 @@ from runner.fitting.micro_batch import micro_batch_for
 from runner.fitting.seeding import epoch_seed, seed_everything
 from runner.planning.batching import BatchPlan
 from runner.planning.budget import Budget
-from runner.precision import Precision, legacy
+from runner.precision import Precision, device_default
 from runner.store import RunDir
 
 
@@ -66,7 +66,7 @@ class Job:
             self.batch_plan = BatchPlan.decide(self.budget.batch_size, len(self.train_set), self.design.recipe.mixes,
                                                self.dist.world)
         if self.precision is None:
-            self.precision = Precision(legacy(self.device), "the device's own")
+            self.precision = device_default(self.device)
 
 
 @dataclass
