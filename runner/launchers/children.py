@@ -95,7 +95,7 @@ def _plan_and_write(opts: RunOptions, log: Callable[[str], None], device: torch.
     Slurm's GPUs, which this machine cannot ask), write plan.json, and decode a folder's images once, so that the
     children find them decoded."""
     out = Path(opts.output.out) if opts.output.out else default_out(opts.selection.dataset)
-    progress = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
+    progress = opts.output.shows_progress()
     splits = load_dataset(opts.selection.dataset, opts.machine.data_dir, folder=folder_options(opts, out, progress))
     info = splits.info
     precision = _slurm_precision_entry(opts) if device is None else _precision_entry(opts, device)
@@ -156,7 +156,7 @@ def _run_children(opts: RunOptions, argv: list[str], runs: list[PlannedRun], out
     todo = pending(runs, out)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
-    live = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
+    live = opts.output.shows_progress()
     progress = RoadmapProgress(len(runs), work_of(opts, todo, info), len(slots), log, live)
     busy: dict[int, tuple[subprocess.Popen, PlannedRun] | None] = dict.fromkeys(range(len(slots)))
     failed = []

@@ -87,7 +87,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> Path | None:
     if not dist.is_main:
         log = _silent
     out = Path(opts.output.out) if opts.output.out else default_out(what.dataset)
-    progress = sys.stderr.isatty() if opts.output.progress is None else opts.output.progress
+    progress = opts.output.shows_progress()
     folder = folder_options(opts, out, progress and dist.is_main)
     if opts.output.dry_run:  # never downloads: a data set not here yet is planned from the catalog
         splits, (info, missing) = None, plan_info(what.dataset, opts.machine.data_dir, folder)

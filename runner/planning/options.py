@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -231,6 +232,10 @@ class Output:
         "--log", "also log each epoch to TensorBoard or Weights & Biases (imported only when asked for)", at=280,
         choices=["tensorboard", "wandb"])
     command: str = ""  # the command line, as recorded in plan.json and config.json (no flag: the CLI's argv)
+
+    def shows_progress(self) -> bool:
+        """Whether to draw progress bars: never with --quiet, else when stderr is a terminal."""
+        return sys.stderr.isatty() if self.progress is None else self.progress
 
 
 @dataclass(frozen=True)
