@@ -12,8 +12,8 @@ from test_reports import write_fixture
 
 from reports import load_runs
 from reports.elapsed import wall_time_line
-from reports.report import header_lines
 from reports.table import fmt_duration
+from reports.what_was_run import header_lines
 from roadmap.schema import RESULT, SCHEMA_VERSION, NotARecord, RunResult, read_result
 
 

@@ -24,7 +24,8 @@ import pytest
 
 from reports import build_report, load_runs, results_table, summarize
 from reports.figures import FIGURES
-from reports.report import excluded_lines, header_lines, pipeline_check_only
+from reports.report import excluded_lines
+from reports.what_was_run import header_lines, pipeline_check_only
 from roadmap.errors import RoadmapError
 from roadmap.schema import (
     CONFIG,
