@@ -210,6 +210,15 @@ def test_torch_free_modules_do_not_reach_torch_on_import():
     assert not bad, "\n".join(sorted(set(bad)))
 
 
+def _planted_tree(tmp_path: Path, monkeypatch) -> None:
+    """An empty project in `tmp_path` (one `__init__.py` per package), read instead of this one: the self-tests plant
+    their modules in it."""
+    for pkg in PACKAGES:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+
+
 def test_the_check_sees_a_cycle_and_a_wrong_way_edge(tmp_path, monkeypatch):
     """The checks above can fail: a planted cycle and a planted wrong-way import are each reported in one line."""
     e = Edge("runner.fitting.fit", "reports.table", "runner/fitting/fit.py", 3, False)
@@ -225,12 +234,9 @@ def test_the_check_sees_a_cycle_and_a_wrong_way_edge(tmp_path, monkeypatch):
         assert wrong_way(Edge(base, "runner.store", "x.py", 1, False)), base
         assert wrong_way(Edge(base, "reports.table", "x.py", 1, False)), base
     assert wrong_way(Edge("runner.store", "roadmap.cli.common", "runner/store.py", 1, False))
-    for pkg in PACKAGES:
-        (tmp_path / pkg).mkdir()
-        (tmp_path / pkg / "__init__.py").write_text("")
+    _planted_tree(tmp_path, monkeypatch)
     (tmp_path / "steps" / "a.py").write_text("def f():\n    from steps import b\n")
     (tmp_path / "steps" / "b.py").write_text("import steps.a\n")
-    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
     edges = {(e.source, e.target, e.top_level) for e in import_graph()}
     assert {("steps.a", "steps.b", False), ("steps.b", "steps.a", True)} <= edges
     try:
@@ -244,14 +250,11 @@ def test_the_check_sees_a_cycle_and_a_wrong_way_edge(tmp_path, monkeypatch):
 def test_the_check_sees_roadmap_importing_the_runner(tmp_path, monkeypatch):
     """A module of roadmap/ outside the CLI that imports runner or reports fails `test_imports_go_one_way`, named
     in one line; the same import from roadmap/cli/ passes."""
-    for pkg in PACKAGES:
-        (tmp_path / pkg).mkdir()
-        (tmp_path / pkg / "__init__.py").write_text("")
+    _planted_tree(tmp_path, monkeypatch)
     (tmp_path / "runner" / "store.py").write_text("")
     (tmp_path / "reports" / "table.py").write_text("")
     (tmp_path / "roadmap" / "cli").mkdir()
     (tmp_path / "roadmap" / "cli" / "__init__.py").write_text("import runner.store\nimport reports.table\n")
-    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
     test_imports_go_one_way()  # the CLI may
     (tmp_path / "roadmap" / "describe.py").write_text("def f():\n    from runner.store import x\n")
     try:
@@ -266,13 +269,10 @@ def test_the_check_sees_roadmap_importing_the_runner(tmp_path, monkeypatch):
 def test_the_check_sees_a_loop_of_type_only_and_function_level_imports(tmp_path, monkeypatch):
     """A loop that no import runs at load time (one side under `if TYPE_CHECKING:`, the other inside a function) is
     still a loop: both edges are in the graph, neither as top-level, and the cycle test names them."""
-    for pkg in PACKAGES:
-        (tmp_path / pkg).mkdir()
-        (tmp_path / pkg / "__init__.py").write_text("")
+    _planted_tree(tmp_path, monkeypatch)
     (tmp_path / "runner" / "a.py").write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from runner.b import B\n")
     (tmp_path / "runner" / "b.py").write_text("def f():\n    import runner.a\n")
-    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
     edges = {(e.source, e.target, e.top_level) for e in import_graph()}
     assert {("runner.a", "runner.b", False), ("runner.b", "runner.a", False)} <= edges
     assert [e.type_only for e in import_graph() if e.source == "runner.a" and e.target == "runner.b"] == [True]
